@@ -1,0 +1,133 @@
+"""Stage 0 (CLI): find the model a name stands for and make example inputs for it.
+
+A name is a shipped preset (a configuration, built with random weights), a local
+Hugging Face model directory (real weights), or a hub id. Nothing here knows a model
+family: classes come from the configuration, inputs from ``forward``'s signature.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+from importlib import resources
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ._errors import InputError, ModelLoadError
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    model: nn.Module
+    source: str
+    random_weights: bool
+
+
+def presets() -> dict[str, dict]:
+    """Shipped presets: name -> ``{"description", "architecture", "config"}``."""
+    folder = resources.files("hiercompile") / "presets"
+    return {
+        entry.name.removesuffix(".json"): json.loads(entry.read_text(encoding="utf-8"))
+        for entry in folder.iterdir()
+        if entry.name.endswith(".json")
+    }
+
+
+def _model_class(architecture: str) -> type:
+    import transformers
+
+    cls = getattr(transformers, architecture, None)
+    if cls is None:
+        raise ModelLoadError(f"transformers has no class {architecture!r}; upgrade transformers or fix the config")
+    return cls
+
+
+def from_preset(name: str, preset: dict) -> LoadedModel:
+    import transformers
+
+    settings = dict(preset["config"])
+    config = transformers.AutoConfig.for_model(settings.pop("model_type"), **settings)
+    torch.manual_seed(0)
+    model = _model_class(preset["architecture"])(config)
+    return LoadedModel(model.eval(), f"preset {name}: {preset['description']}", random_weights=True)
+
+
+def from_pretrained(name: str) -> LoadedModel:
+    """Load config and weights with ``from_pretrained`` from a local directory, a cache or the hub."""
+    import transformers
+
+    config = transformers.AutoConfig.from_pretrained(name)
+    architectures = getattr(config, "architectures", None) or []
+    cls = _model_class(architectures[0]) if architectures else transformers.AutoModel
+    model = cls.from_pretrained(name, dtype="auto")
+    return LoadedModel(model.eval(), f"{name} (weights from from_pretrained)", random_weights=False)
+
+
+def load_model(name: str) -> LoadedModel:
+    """The model ``name`` stands for: preset, local directory, or hub id (in that order)."""
+    available = presets()
+    if name in available:
+        return from_preset(name, available[name])
+    if Path(name).is_dir():
+        try:
+            return from_pretrained(name)
+        except (OSError, ValueError) as e:
+            raise ModelLoadError(f"cannot load {name!r} as a Hugging Face model directory: {e}") from e
+    try:
+        return from_pretrained(name)
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(
+            f"{name!r} is not a preset ({', '.join(sorted(available))}), not a local directory, and could not "
+            f"be loaded from the hub or the local cache ({type(e).__name__}); offline, save the model with "
+            "save_pretrained and pass that directory"
+        ) from e
+
+
+def _size(config: object, *names: str, default: int) -> int:
+    for name in names:
+        value = getattr(config, name, None)
+        if isinstance(value, int):
+            return value
+        if isinstance(value, list | tuple) and value and isinstance(value[0], int):
+            return value[0]
+    return default
+
+
+def example_inputs(model: nn.Module, *, batch: int = 1, seq_len: int = 16) -> dict[str, torch.Tensor | bool]:
+    """Example keyword inputs for ``model.forward``, from its signature and config.
+
+    Token inputs (``*input_ids``) are random ids below the vocabulary size, masks are
+    ones, ``pixel_values`` are images of the config's size and channels,
+    ``input_features`` are spectrograms of the config's mel bins; ``use_cache`` is off.
+    """
+    if batch < 1 or seq_len < 1:
+        raise InputError(f"batch and seq-len must be positive, got {batch} and {seq_len}")
+    params = inspect.signature(model.forward).parameters
+    config = getattr(model, "config", None)
+    generator = torch.Generator().manual_seed(0)
+    main = getattr(model, "main_input_name", None)
+    inputs: dict[str, torch.Tensor | bool] = {}
+    for name in params:
+        if name.endswith("input_ids") and (name == main or name.startswith("decoder_")):
+            vocab = _size(config, "vocab_size", default=1000)
+            inputs[name] = torch.randint(0, min(vocab, 1000), (batch, seq_len), generator=generator)
+        elif name.endswith("attention_mask") and name.removesuffix("attention_mask") + "input_ids" in inputs:
+            inputs[name] = torch.ones(batch, seq_len, dtype=torch.long)
+        elif name == "pixel_values" and name == main:
+            size = _size(config, "image_size", default=224)
+            channels = _size(config, "num_channels", default=3)
+            inputs[name] = torch.randn(batch, channels, size, size, generator=generator)
+        elif name == "input_features" and name == main:
+            frames = 2 * _size(config, "max_source_positions", default=seq_len)
+            inputs[name] = torch.randn(batch, _size(config, "num_mel_bins", default=80), frames, generator=generator)
+        elif name == "use_cache":
+            inputs[name] = False
+    if main is not None and main not in inputs:
+        raise InputError(
+            f"cannot make an example for {type(model).__name__}'s input {main!r}; "
+            "use the Python API, hiercompile.export(model, args, kwargs), with your own inputs"
+        )
+    return inputs

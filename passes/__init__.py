@@ -1,0 +1,38 @@
+"""Graph passes of hiercompile: the tag rule, the FX tagging pass and the ONNX passes.
+
+Installed as ``hiercompile.passes``.
+"""
+
+from .carry_tags import CarryTagsPass, UnmappedNodesError
+from .deduplicate_constants import DeduplicateConstantsPass
+from .fx_tag import FX_TAG_KEY, tag_fx_graph
+from .hierarchy_metadata import HierarchyMetadataPass
+from .merge_duplicates import MergeDuplicatesPass
+from .module_tags import KeepPredicate, ModuleHierarchy, ModuleInfo, is_kept
+from .tag_attributes import AddTagAttributesPass, StripTagAttributesPass
+from .tag_initializers import TagInitializersPass
+from .tags import HIERARCHY_KEY, TAG_KEY, TAGS_KEY, VERSION_KEY, get_tags, is_under, set_node_tags
+
+__all__ = [
+    "FX_TAG_KEY",
+    "HIERARCHY_KEY",
+    "TAGS_KEY",
+    "TAG_KEY",
+    "VERSION_KEY",
+    "AddTagAttributesPass",
+    "CarryTagsPass",
+    "DeduplicateConstantsPass",
+    "HierarchyMetadataPass",
+    "KeepPredicate",
+    "MergeDuplicatesPass",
+    "ModuleHierarchy",
+    "ModuleInfo",
+    "StripTagAttributesPass",
+    "TagInitializersPass",
+    "UnmappedNodesError",
+    "get_tags",
+    "is_kept",
+    "is_under",
+    "set_node_tags",
+    "tag_fx_graph",
+]

@@ -1,0 +1,68 @@
+"""FX pass: decide the tag of every op of a captured graph, before lowering.
+
+The tag is stored in ``node.meta["custom"]``, which torch.export's decompositions
+copy to every node they produce, so tags survive into the graph the ONNX exporter
+translates.
+"""
+
+from __future__ import annotations
+
+__all__ = ["FX_TAG_KEY", "tag_fx_graph"]
+
+from collections.abc import Callable
+
+from torch import fx
+
+from .module_tags import ModuleHierarchy
+from .tags import common_ancestor
+
+FX_TAG_KEY = "hiercompile.tag"
+_OPS = ("call_function", "call_method", "call_module")
+
+
+def _stack_paths(node: fx.Node, normalize: Callable[[str], str]) -> list[str] | None:
+    stack = node.meta.get("nn_module_stack")
+    if not stack:
+        return None
+    return [normalize(path) for path, _cls in stack.values()]
+
+
+def tag_fx_graph(
+    graph: fx.Graph,
+    hierarchy: ModuleHierarchy,
+    *,
+    normalize_path: Callable[[str], str] = lambda path: path,
+) -> dict[str, str]:
+    """Tag every op of ``graph`` and return ``{node name: tag}``.
+
+    Rules:
+
+    1. A node that already carries a tag keeps it (so the pass can run again on
+       a decomposed graph and only fill in nodes it has not seen).
+    2. A node with an ``nn_module_stack`` gets the tag of the innermost kept module
+       on it (:meth:`ModuleHierarchy.tag_of_stack`); ``normalize_path`` turns the
+       stack's paths into ``named_modules()`` paths (dynamo writes ``L['self'].a[0]``).
+    3. A node without a stack (created by a tracer outside any module call) takes
+       the innermost module enclosing all its tagged users; with no tagged user,
+       the innermost module enclosing its tagged inputs; with neither, the root.
+
+    Raises ``KeyError`` naming a stack path that is not a submodule of the model.
+    """
+    ops = [n for n in graph.nodes if n.op in _OPS]
+    tags: dict[fx.Node, str] = {}
+    for node in ops:
+        custom = node.meta.get("custom") or {}
+        if FX_TAG_KEY in custom:
+            tags[node] = custom[FX_TAG_KEY]
+        elif (paths := _stack_paths(node, normalize_path)) is not None:
+            tags[node] = hierarchy.tag_of_stack(paths)
+    for node in reversed(ops):  # rule 3, users first: they come later in the graph
+        if node not in tags and (user_tags := [tags[u] for u in node.users if u in tags]):
+            tags[node] = common_ancestor(user_tags)
+    for node in ops:
+        if node not in tags:
+            input_tags = [tags[i] for i in node.all_input_nodes if i in tags]
+            tags[node] = common_ancestor(input_tags) if input_tags else hierarchy.root.tag
+    for node, tag in tags.items():
+        node.meta["custom"] = {**(node.meta.get("custom") or {}), FX_TAG_KEY: tag}
+    return {node.name: tag for node, tag in tags.items()}
