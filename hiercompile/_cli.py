@@ -62,7 +62,7 @@ def cmd_export(ns: argparse.Namespace) -> None:
         warnings.simplefilter("always")
         written = result.save(ns.output)
     for w in caught:
-        console.print(f"[yellow]warning:[/yellow] {w.message}")
+        console.print(f"[yellow]warning:[/yellow] {w.message}", soft_wrap=True)
     _summary(result, written)
 
 
@@ -78,14 +78,13 @@ def cmd_strip_attributes(ns: argparse.Namespace) -> None:
 
 
 def _load_onnx(path: str):
-    import onnx_ir as ir
-
     from ._errors import InputError
+    from ._io import load_onnx
 
     if not Path(path).is_file():
         raise InputError(f"{path}: no such file; pass the path of an .onnx model")
     try:
-        return ir.load(path)
+        return load_onnx(path)
     except Exception as e:
         raise InputError(f"{path} is not a readable ONNX model: {str(e).splitlines()[0] if str(e) else e}") from e
 
@@ -114,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         ns.func(ns)
     except HiercompileError as e:
-        console.print(f"[red]error:[/red] {e}")
+        console.print(f"[red]error:[/red] {e}", soft_wrap=True)
         return 1
     return 0
 

@@ -72,7 +72,7 @@ class ExportResult:
 
     def attributes_model(self) -> ir.Model:
         """A copy of the model with the tags also as node attributes (invalid ONNX: see SPEC §4)."""
-        copy = ir.from_proto(ir.to_proto(self.model))
+        copy = self.model.clone()
         AddTagAttributesPass()(copy)
         return copy
 

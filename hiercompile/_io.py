@@ -35,6 +35,22 @@ def onnx_writer(model: ir.Model) -> Writer:
     return write
 
 
+def load_onnx(path: str | Path) -> ir.Model:
+    """Load an ONNX model so that saving it again writes each initializer's metadata once.
+
+    onnx-ir 1.1 keeps a loaded initializer's metadata both in the original proto and
+    in the tensor's ``metadata_props`` and writes both on save, doubling the
+    ``hiercompile.tags`` entries at every load/save round trip. The proto's copy is
+    dropped here; the tensor's copy stays the one to read and edit.
+    """
+    model = ir.load(path)
+    for graph in model.graphs():
+        for value in graph.initializers.values():
+            if isinstance(value.const_value, ir.TensorProtoTensor):
+                value.const_value.raw.ClearField("metadata_props")
+    return model
+
+
 @contextlib.contextmanager
 def _staging(directory: Path) -> Iterator[Path]:
     created = not directory.exists()

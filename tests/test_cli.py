@@ -1,0 +1,83 @@
+"""The command line on the shipped preset, a local checkpoint directory, and the attribute form."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from conftest import bert_config, check_spec, run_onnx
+from hiercompile.passes import HIERARCHY_KEY
+
+from hiercompile._cli import main
+
+
+def test_unknown_model_is_one_line_error(tmp_path, capsys):
+    assert main(["export", "bert-huge", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "error:" in err and "bert-tiny" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_sizes(tmp_path, capsys):
+    assert main(["export", "bert-tiny", str(tmp_path / "out"), "--seq-len", "0"]) == 1
+    assert "must be positive" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_export_preset_and_strip_attributes(tmp_path):
+    out = tmp_path / "out"
+    exe = shutil.which("hiercompile")
+    cmd = [exe] if exe else [sys.executable, "-m", "hiercompile"]
+    proc = subprocess.run(
+        [*cmd, "export", "bert-tiny", str(out), "--attributes", "--seq-len", "8"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "random weights" in proc.stderr and "coverage: 100.0%" in proc.stderr
+    assert "reject" in proc.stderr  # the attribute form's warning
+    assert sorted(p.name for p in out.iterdir()) == [
+        "hierarchy.json",
+        "model.attributes.onnx",
+        "model.onnx",
+        "module_dags.json",
+        "operations.json",
+    ]
+    check_spec(out / "model.onnx", out)
+    with pytest.raises(onnx.checker.ValidationError):
+        onnx.checker.check_model(onnx.load(out / "model.attributes.onnx"), full_check=True)
+    stripped = tmp_path / "stripped.onnx"
+    assert main(["strip-attributes", str(out / "model.attributes.onnx"), str(stripped)]) == 0
+    assert onnx.load(stripped).SerializeToString() == onnx.load(out / "model.onnx").SerializeToString()
+
+
+@pytest.mark.slow
+def test_local_checkpoint_directory_uses_its_weights(tmp_path):
+    from transformers import BertForSequenceClassification
+
+    torch.manual_seed(1)
+    model = BertForSequenceClassification(bert_config()).eval()
+    model.save_pretrained(tmp_path / "ckpt")
+    assert main(["export", str(tmp_path / "ckpt"), str(tmp_path / "out"), "--seq-len", "8"]) == 0
+    meta = {p.key: p.value for p in onnx.load(tmp_path / "out" / "model.onnx").metadata_props}
+    assert "/BertForSequenceClassification/BertModel/BertPooler" in json.loads(meta[HIERARCHY_KEY])
+    from hiercompile._models import example_inputs
+
+    inputs = example_inputs(model, seq_len=8)
+    with torch.no_grad():
+        expected = model(**inputs).logits.numpy()
+    np.testing.assert_allclose(run_onnx(tmp_path / "out" / "model.onnx", inputs)[0], expected, atol=1e-4)
+
+
+def test_missing_onnx_file(tmp_path, capsys):
+    assert main(["strip-attributes", str(tmp_path / "nope.onnx"), str(tmp_path / "x.onnx")]) == 1
+    assert "no such file" in capsys.readouterr().err

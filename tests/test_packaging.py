@@ -1,0 +1,64 @@
+"""``passes/`` ships as ``hiercompile.passes``: from this (editable) install and from a built wheel."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import hiercompile.passes
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+PROBE = (
+    "import hiercompile, hiercompile.passes, importlib.util;"
+    "from hiercompile._models import presets;"
+    "print(hiercompile.passes.__file__); print(sorted(presets()));"
+    "print(importlib.util.find_spec('passes'))"
+)
+
+
+def test_this_install_has_no_top_level_passes(tmp_path):
+    assert hiercompile.passes.ModuleHierarchy.__module__ == "hiercompile.passes.module_tags"
+    out = subprocess.run([sys.executable, "-c", PROBE], check=True, capture_output=True, text=True, cwd=tmp_path)
+    passes_file, preset_names, top_level = out.stdout.splitlines()
+    assert Path(passes_file).name == "__init__.py"
+    assert preset_names == "['bert-tiny']"
+    assert top_level == "None"
+
+
+@pytest.mark.slow
+def test_wheel_installs_passes_inside_the_package(tmp_path):
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(ROOT),
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("hiercompile-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {n.split("/")[0] for n in names} == {"hiercompile", wheel.name.split("-py")[0] + ".dist-info"}
+    assert "hiercompile/passes/module_tags.py" in names
+    assert "hiercompile/presets/bert-tiny.json" in names
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", str(wheel)], check=True, capture_output=True)
+    out = subprocess.run([python, "-c", PROBE], check=True, capture_output=True, text=True, cwd=tmp_path).stdout
+    passes_file, preset_names, top_level = out.splitlines()
+    assert passes_file.startswith(str(venv)) and passes_file.endswith("hiercompile/passes/__init__.py")
+    assert preset_names == "['bert-tiny']"
+    assert top_level == "None"
