@@ -2,7 +2,21 @@
 
 from ._errors import HiercompileError
 from ._export import ExportResult, export
+from ._extract import extract
+from ._retriever import HierarchyRetriever
+from ._verify import VerifyReport, verify
 from ._version import __version__
 from .passes import ModuleHierarchy, is_kept
 
-__all__ = ["ExportResult", "HiercompileError", "ModuleHierarchy", "__version__", "export", "is_kept"]
+__all__ = [
+    "ExportResult",
+    "HierarchyRetriever",
+    "HiercompileError",
+    "ModuleHierarchy",
+    "VerifyReport",
+    "__version__",
+    "export",
+    "extract",
+    "is_kept",
+    "verify",
+]

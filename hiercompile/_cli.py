@@ -31,6 +31,11 @@ def _progress(step: str, seconds: float | None) -> None:
         console.print(f"[green]✓[/green] {STEP_TEXT[step]} [dim]({seconds:.2f} s)[/dim]")
 
 
+def _indented(tag: str) -> str:
+    """A tag's last segment, indented by its depth: a tree in a table column."""
+    return "  " * (tag.count("/") - 1) + tag.rsplit("/", 1)[-1]
+
+
 def _summary(result, written: list[Path]) -> None:
     table = Table(title="Modules", show_lines=False)
     table.add_column("module")
@@ -38,10 +43,8 @@ def _summary(result, written: list[Path]) -> None:
     table.add_column("ops subtree", justify="right")
     table.add_column("parameters", justify="right")
     for tag, entry in result.hierarchy.items():  # module order
-        indent = "  " * entry["depth"]
-        name = tag.rsplit("/", 1)[-1]
         counts = (str(entry["num_ops"]), str(entry["num_ops_total"]), f"{entry['num_parameters']:,}")
-        table.add_row(f"{indent}{name}", *counts)
+        table.add_row(_indented(tag), *counts)
     console.print(table)
     console.print(f"coverage: {result.coverage:.1%} of {result.graph.number_of_nodes()} ops tagged")
     console.print("time per step: " + ", ".join(f"{k} {v:.2f} s" for k, v in result.timings.items()))
@@ -68,25 +71,79 @@ def cmd_export(ns: argparse.Namespace) -> None:
 
 def cmd_strip_attributes(ns: argparse.Namespace) -> None:
     from ._io import onnx_writer, write_files
+    from ._retriever import load_tagged
     from .passes import StripTagAttributesPass
 
-    model = _load_onnx(ns.input)
+    model = load_tagged(ns.input)
     StripTagAttributesPass()(model)
     out = Path(ns.output)
     write_files(out.parent, {out.name: onnx_writer(model)})
     console.print(f"wrote {out} without tag attributes")
 
 
-def _load_onnx(path: str):
-    from ._errors import InputError
-    from ._io import load_onnx
+def cmd_inspect(ns: argparse.Namespace) -> None:
+    from rich.tree import Tree
 
-    if not Path(path).is_file():
-        raise InputError(f"{path}: no such file; pass the path of an .onnx model")
-    try:
-        return load_onnx(path)
-    except Exception as e:
-        raise InputError(f"{path} is not a readable ONNX model: {str(e).splitlines()[0] if str(e) else e}") from e
+    from ._retriever import HierarchyRetriever
+
+    retriever = HierarchyRetriever(ns.model)
+    root = ns.module or retriever.modules()[0]
+    base = retriever.depth(root)
+    nodes: dict[str, Tree] = {}
+    for tag in retriever.get_module_subtree(root):
+        depth = retriever.depth(tag) - base
+        if ns.depth is not None and depth > ns.depth:
+            continue
+        own, total = len(retriever.get_nodes_by_module(tag, False)), len(retriever.get_nodes_by_module(tag))
+        ops = ", ".join(f"{op} {n}" for op, n in retriever.op_types(tag).most_common(4))
+        label = (
+            f"[bold]{tag.rsplit('/', 1)[-1]}[/bold] ops {own}/{total} "
+            f"weights {retriever.num_parameters(tag):,} [dim]{ops}[/dim]"
+        )
+        parent = retriever.hierarchy[tag]["parent"]
+        nodes[tag] = nodes[parent].add(label) if tag != root and parent in nodes else Tree(label)
+    Console(highlight=False).print(nodes[root])
+    console.print("ops own/subtree, initializer elements the subtree uses, most common op types")
+
+
+def cmd_extract(ns: argparse.Namespace) -> None:
+    from ._extract import extract
+
+    model = extract(ns.model, ns.tag, ns.output)
+    console.print(
+        f"wrote {ns.output}: {len(model.graph)} nodes, inputs {[v.name for v in model.graph.inputs]}, "
+        f"outputs {[v.name for v in model.graph.outputs]}",
+        soft_wrap=True,
+    )
+
+
+def cmd_verify(ns: argparse.Namespace) -> None:
+    from ._export import MODEL_FILE, export
+    from ._models import example_inputs, load_model
+    from ._verify import verify
+
+    loaded = load_model(ns.model)
+    kwargs = example_inputs(loaded.model, batch=ns.batch, seq_len=ns.seq_len)
+    path = Path(ns.output) / MODEL_FILE
+    if not path.is_file():
+        console.print(f"no {path} yet: exporting {ns.model} first")
+        export(loaded.model, (), kwargs, ns.output, progress=_progress)
+    report = verify(loaded.model, (), kwargs, path)
+    table = Table(title=f"PyTorch vs ONNX Runtime per module ({path})")
+    for column in ("module", "status", "max abs diff", "max rel diff"):
+        table.add_column(column)
+    for check in report.modules:
+        color = {"matched": "green", "diverged": "red"}.get(check.status, "yellow")
+        diffs = (f"{check.max_abs_diff:.2e}", f"{check.max_rel_diff:.2e}")
+        table.add_row(_indented(check.tag), f"[{color}]{check.status}[/{color}]", *diffs)
+    Console(highlight=False).print(table)
+    if not report.ok:
+        raise VerifyFailed(f"first divergence: {report.first_divergence}")
+    console.print("every module matched")
+
+
+class VerifyFailed(Exception):
+    """The model ran, and a module diverged (exit status 1, not an error)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,6 +158,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq-len", type=int, default=16, help="sequence length of the example inputs (default 16)")
     p.add_argument("--batch", type=int, default=1, help="batch size of the example inputs (default 1)")
     p.set_defaults(func=cmd_export)
+    p = sub.add_parser("inspect", help="print the module tree of a tagged model")
+    p.add_argument("model", help="a model.onnx written by hiercompile")
+    p.add_argument("--depth", type=int, help="show modules down to this depth below the start")
+    p.add_argument("--module", help="start at this module's tag")
+    p.set_defaults(func=cmd_inspect)
+    p = sub.add_parser("extract", help="write one module instance as a standalone model")
+    p.add_argument("model")
+    p.add_argument("tag", help="the module's full tag, e.g. /BertModel/BertEncoder/BertLayer.0")
+    p.add_argument("output", help="path of the .onnx file to write")
+    p.set_defaults(func=cmd_extract)
+    p = sub.add_parser("verify", help="compare every module's PyTorch outputs with ONNX Runtime's")
+    p.add_argument("model", help="preset, local model directory or hub id, as for export")
+    p.add_argument("output", help="the export's directory (exported there first if it has no model.onnx)")
+    p.add_argument("--seq-len", type=int, default=16)
+    p.add_argument("--batch", type=int, default=1)
+    p.set_defaults(func=cmd_verify)
     p = sub.add_parser("strip-attributes", help="remove source_module/hierarchy_tags node attributes")
     p.add_argument("input")
     p.add_argument("output")
@@ -114,6 +187,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ns.func(ns)
     except HiercompileError as e:
         console.print(f"[red]error:[/red] {e}", soft_wrap=True)
+        return 1
+    except VerifyFailed as e:
+        console.print(f"[red]{e}[/red]", soft_wrap=True)
         return 1
     return 0
 

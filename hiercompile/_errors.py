@@ -37,3 +37,11 @@ class SaveError(HiercompileError):
 
 class NotTaggedError(HiercompileError):
     """An ONNX file does not carry hiercompile's metadata."""
+
+
+class QueryError(HiercompileError):
+    """A question about a tagged model names something the model does not have."""
+
+
+class VerifyError(HiercompileError):
+    """Per-module verification could not run."""

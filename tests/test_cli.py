@@ -81,3 +81,29 @@ def test_local_checkpoint_directory_uses_its_weights(tmp_path):
 def test_missing_onnx_file(tmp_path, capsys):
     assert main(["strip-attributes", str(tmp_path / "nope.onnx"), str(tmp_path / "x.onnx")]) == 1
     assert "no such file" in capsys.readouterr().err
+
+
+def test_inspect_extract_verify(bert_export, tmp_path, capsys):
+    *_, out = bert_export
+    assert main(["inspect", str(out / "model.onnx"), "--depth", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "BertEmbeddings ops 7/7" in text
+    assert "BertLayer.0" not in text  # depth 2 is cut
+    assert main(["inspect", str(out / "model.onnx"), "--module", "/BertModel/BertPooler"]) == 0
+    assert "BertPooler ops 3/3" in capsys.readouterr().out
+    target = tmp_path / "pooler.onnx"
+    assert main(["extract", str(out / "model.onnx"), "/BertModel/BertPooler", str(target)]) == 0
+    onnx.checker.check_model(onnx.load(target), full_check=True)
+    assert main(["extract", str(out / "model.onnx"), "/BertModel/Pooler", str(tmp_path / "x.onnx")]) == 1
+    assert "closest: /BertModel/BertPooler" in capsys.readouterr().err
+    assert not (tmp_path / "x.onnx").exists()
+
+
+@pytest.mark.slow
+def test_verify_command_exports_then_matches(tmp_path, capsys):
+    assert main(["verify", "bert-tiny", str(tmp_path / "v"), "--seq-len", "8"]) == 0
+    captured = capsys.readouterr()
+    assert "every module matched" in captured.err
+    assert (tmp_path / "v" / "model.onnx").is_file()
+    assert main(["verify", "bert-tiny", str(tmp_path / "v"), "--seq-len", "8"]) == 0  # reuses the file
+    assert "exporting" not in capsys.readouterr().err

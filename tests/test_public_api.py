@@ -7,7 +7,18 @@ import hiercompile
 
 def test_public_names():
     assert sorted(hiercompile.__all__) == sorted(
-        ["ExportResult", "HiercompileError", "ModuleHierarchy", "__version__", "export", "is_kept"]
+        [
+            "ExportResult",
+            "HiercompileError",
+            "HierarchyRetriever",
+            "ModuleHierarchy",
+            "VerifyReport",
+            "__version__",
+            "export",
+            "extract",
+            "is_kept",
+            "verify",
+        ]
     )
 
 

@@ -1,0 +1,123 @@
+"""Query a tagged ONNX model by module, from the model file alone."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import networkx as nx
+import onnx
+import onnx_ir as ir
+
+from . import _derive
+from ._errors import InputError, NotTaggedError, QueryError
+from ._io import load_onnx
+from .passes import HIERARCHY_KEY, get_tags, is_under
+
+ModelSource = str | Path | ir.Model | onnx.ModelProto
+
+
+def load_tagged(source: ModelSource) -> ir.Model:
+    """An ``ir.Model`` from a path, a ModelProto or an ``ir.Model``, checked to carry our metadata."""
+    if isinstance(source, ir.Model):
+        model = source
+    elif isinstance(source, onnx.ModelProto):
+        model = ir.from_proto(source)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise InputError(f"{path}: no such file; pass the path of an .onnx model")
+        try:
+            model = load_onnx(path)
+        except Exception as e:
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise InputError(f"{path} is not a readable ONNX model ({reason}); check the file is complete") from e
+    if HIERARCHY_KEY not in model.metadata_props:
+        raise NotTaggedError(
+            "the model has no hiercompile metadata: it was not exported by hiercompile; "
+            "export the PyTorch model with `hiercompile export` or hiercompile.export()"
+        )
+    return model
+
+
+def _natural(tag: str) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", tag)]
+
+
+class HierarchyRetriever:
+    """Answers "what ran in module X" on a tagged ONNX model.
+
+    Tags are the strings of SPEC §2 (``/BertModel/BertEncoder/BertLayer.0``); ops are
+    node names of the model's main graph. An op belongs to the module of its primary tag.
+    """
+
+    def __init__(self, source: ModelSource) -> None:
+        self.model = load_tagged(source)
+        self.hierarchy: dict[str, dict] = json.loads(self.model.metadata_props[HIERARCHY_KEY])
+        self.graph: nx.DiGraph = _derive.data_flow_graph(self.model.graph)
+        self._own: dict[str, list[str]] = {tag: [] for tag in self.hierarchy}
+        for name, data in self.graph.nodes(data=True):
+            self._own.setdefault(data["tags"][0], []).append(name)
+
+    def _check(self, tag: str) -> str:
+        if tag not in self.hierarchy:
+            close = difflib.get_close_matches(tag, list(self.hierarchy), n=3, cutoff=0.5)
+            hint = f"closest: {', '.join(close)}" if close else "list them with `hiercompile inspect`"
+            raise QueryError(f"no module {tag!r} in this model; {hint}")
+        return tag
+
+    def modules(self) -> list[str]:
+        """Every kept module's tag, depth first, parents before children, siblings by tag (``.2`` before ``.10``)."""
+        children: dict[str | None, list[str]] = {}
+        for tag, entry in sorted(self.hierarchy.items(), key=lambda item: _natural(item[0])):
+            children.setdefault(entry["parent"], []).append(tag)
+        order: list[str] = []
+        stack = list(reversed(children.get(None, [])))
+        while stack:
+            tag = stack.pop()
+            order.append(tag)
+            stack.extend(reversed(children.get(tag, [])))
+        return order
+
+    def depth(self, tag: str) -> int:
+        return self._check(tag).count("/") - 1
+
+    def get_modules_by_depth(self, depth: int) -> list[str]:
+        """Tags at ``depth`` (the root is depth 0)."""
+        return [t for t in self.modules() if t.count("/") - 1 == depth]
+
+    def get_module_subtree(self, tag: str) -> list[str]:
+        """``tag`` and every module below it."""
+        self._check(tag)
+        return [t for t in self.modules() if is_under(t, tag)]
+
+    def get_nodes_by_module(self, tag: str, recursive: bool = True) -> list[str]:
+        """Names of the ops of ``tag`` (and, with ``recursive``, of its subtree), in graph order."""
+        tags = self.get_module_subtree(tag) if recursive else [self._check(tag)]
+        wanted = set(tags)
+        return [n for n, d in self.graph.nodes(data=True) if d["tags"][0] in wanted]
+
+    def group_operations_by_hierarchy(self) -> dict[str, list[str]]:
+        """Tag -> names of the ops the module runs itself (every op in exactly one list)."""
+        return {tag: list(self._own.get(tag, [])) for tag in self.modules()}
+
+    def op_types(self, tag: str, recursive: bool = True) -> Counter:
+        """Histogram of op types of the module."""
+        return Counter(self.graph.nodes[n]["op_type"] for n in self.get_nodes_by_module(tag, recursive))
+
+    def parameters_of(self, tag: str) -> list[str]:
+        """Initializers that ops of the module's subtree consume, in graph order."""
+        tags = set(self.get_module_subtree(tag))
+        return [name for name, v in self.model.graph.initializers.items() if tags & set(get_tags(v))]
+
+    def num_parameters(self, tag: str) -> int:
+        """Elements of the initializers the module's subtree uses (weights and folded constants)."""
+        inits = self.model.graph.initializers
+        return sum(inits[name].const_value.size for name in self.parameters_of(tag) if inits[name].const_value)
+
+    def module_dag(self, tag: str) -> nx.DiGraph:
+        """The module's DAG: the subgraph induced by its subtree's ops."""
+        return self.graph.subgraph(self.get_nodes_by_module(tag)).copy()

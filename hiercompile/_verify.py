@@ -1,0 +1,184 @@
+"""Per-module verification: which module's ONNX ops stop reproducing PyTorch."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import onnx_ir as ir
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from ._capture import check_inputs
+from ._errors import VerifyError
+from ._retriever import HierarchyRetriever, ModelSource
+from .passes import KeepPredicate, ModuleHierarchy
+
+
+@dataclasses.dataclass
+class ModuleCheck:
+    """How one module's PyTorch outputs compare with the values its tagged ops produce.
+
+    ``status`` is ``"matched"``, ``"diverged"`` (a value of the right shape exists but
+    differs), ``"not produced"`` (no op in the module's subtree makes a value of that
+    shape: the module's output comes from elsewhere, e.g. it returns its input) or
+    ``"no tensor output"``.
+    """
+
+    tag: str
+    status: str
+    max_abs_diff: float = 0.0
+    max_rel_diff: float = 0.0
+    values: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class VerifyReport:
+    """Module checks in hierarchy order, and the first module that diverges."""
+
+    modules: list[ModuleCheck]
+    first_divergence: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.first_divergence is None
+
+    def by_tag(self) -> dict[str, ModuleCheck]:
+        return {m.tag: m for m in self.modules}
+
+
+def _tensors(obj: Any) -> list[torch.Tensor]:
+    """Tensors of a module's output, in order (tensors, tuples, lists, dicts, ModelOutput)."""
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if isinstance(obj, dict):
+        return [t for v in obj.values() for t in _tensors(v)]
+    if isinstance(obj, list | tuple):
+        return [t for v in obj for t in _tensors(v)]
+    return []
+
+
+def _capture_outputs(
+    model: nn.Module, args: tuple, kwargs: dict, hierarchy: ModuleHierarchy
+) -> tuple[dict[str, list[np.ndarray]], list[str]]:
+    """Each kept module's output tensors (first call) and the order the modules returned in."""
+    outputs: dict[str, list[np.ndarray]] = {}
+    finished: list[str] = []
+    handles = []
+    for info in hierarchy:
+
+        def hook(_module, _inputs, out, tag=info.tag):
+            if tag not in outputs:
+                outputs[tag] = [t.detach().cpu().numpy() for t in _tensors(out)]
+                finished.append(tag)
+
+        handles.append(info.module.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            model(*args, **kwargs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return outputs, finished
+
+
+def _run_exposing_values(model: ir.Model, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Run ``model`` in ONNX Runtime with every node output exposed; value name -> array."""
+    exposed = model.clone()
+    present = set(exposed.graph.outputs)
+    for node in exposed.graph:
+        for value in node.outputs:
+            if value not in present and value.type is not None:
+                exposed.graph.outputs.append(value)
+                present.add(value)
+    session = ort.InferenceSession(ir.to_proto(exposed).SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    wanted = {i.name for i in session.get_inputs()}
+    return dict(zip(names, session.run(None, {k: v for k, v in feeds.items() if k in wanted}), strict=True))
+
+
+def _compare(expected: np.ndarray, got: np.ndarray) -> tuple[float, float]:
+    if expected.dtype == np.bool_ or not np.issubdtype(expected.dtype, np.floating):
+        diff = float(np.count_nonzero(expected != got))
+        return diff, diff
+    diff = np.abs(expected.astype(np.float64) - got.astype(np.float64))
+    max_abs = float(diff.max()) if diff.size else 0.0
+    return max_abs, max_abs / max(float(np.abs(expected).max()) if expected.size else 0.0, 1e-12)
+
+
+def verify(
+    model: nn.Module,
+    args: tuple = (),
+    kwargs: dict[str, Any] | None = None,
+    onnx_model: ModelSource | None = None,
+    *,
+    keep: KeepPredicate | None = None,
+    atol: float = 1e-4,
+    rtol: float = 1e-4,
+) -> VerifyReport:
+    """Compare every kept module's PyTorch outputs with the values its tagged ONNX ops produce.
+
+    A module matches when each of its output tensors equals (within ``atol + rtol·max|x|``)
+    some value produced by an op of its subtree. The first divergence is the diverging
+    module whose forward returned first: the innermost, earliest place the two disagree.
+    Without ``onnx_model`` the model is exported first.
+    """
+    kwargs = dict(kwargs or {})
+    check_inputs(model, args, kwargs)
+    if onnx_model is None:
+        from ._export import export
+
+        onnx_model = export(model, args, kwargs, keep=keep).model
+    retriever = HierarchyRetriever(onnx_model)
+    hierarchy = ModuleHierarchy(model, keep)
+    missing = set(hierarchy.tags) ^ set(retriever.hierarchy)
+    if missing:
+        raise VerifyError(
+            f"the ONNX model's modules differ from the PyTorch model's ({sorted(missing)[:3]}); "
+            "verify the model the file was exported from, with the same keep predicate"
+        )
+    expected, finished = _capture_outputs(model, args, kwargs, hierarchy)
+    flat_inputs = _tensors(list(args)) + _tensors(kwargs)
+    graph_inputs = [v.name for v in retriever.model.graph.inputs]
+    if len(flat_inputs) != len(graph_inputs):
+        raise VerifyError(
+            f"the ONNX model takes {len(graph_inputs)} inputs but the example inputs hold {len(flat_inputs)} "
+            "tensors; pass the inputs the model was exported with"
+        )
+    feeds = {name: t.detach().cpu().numpy() for name, t in zip(graph_inputs, flat_inputs, strict=True)}
+    values = _run_exposing_values(retriever.model, feeds)
+    producers = {node.name: node for node in retriever.model.graph}
+    produced = {
+        tag: [v.name for n in retriever.get_nodes_by_module(tag) for v in producers[n].outputs]
+        for tag in retriever.modules()
+    }
+    checks = []
+    for tag in retriever.modules():
+        checks.append(_check_module(tag, expected.get(tag, []), produced[tag], values, atol, rtol))
+    by_tag = {c.tag: c for c in checks}
+    diverged = [t for t in finished if by_tag[t].status == "diverged"]
+    return VerifyReport(modules=checks, first_divergence=diverged[0] if diverged else None)
+
+
+def _check_module(
+    tag: str, tensors: list[np.ndarray], produced: list[str], values: dict[str, np.ndarray], atol: float, rtol: float
+) -> ModuleCheck:
+    if not tensors:
+        return ModuleCheck(tag, "no tensor output")
+    worst_abs = worst_rel = 0.0
+    matched_values: list[str] = []
+    status = "matched"
+    for tensor in tensors:
+        candidates = [n for n in produced if n in values and values[n].shape == tensor.shape]
+        if not candidates:
+            status = "not produced" if status == "matched" else status
+            continue
+        scored = sorted((_compare(tensor, values[n]), n) for n in candidates)
+        (max_abs, max_rel), name = scored[0]
+        matched_values.append(name)
+        worst_abs, worst_rel = max(worst_abs, max_abs), max(worst_rel, max_rel)
+        if max_abs > atol + rtol * float(np.abs(tensor).max() if tensor.size else 0.0):
+            status = "diverged"
+    return ModuleCheck(tag, status, worst_abs, worst_rel, matched_values)
