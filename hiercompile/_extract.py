@@ -23,7 +23,7 @@ def extract(model: ModelSource, tag: str, output: str | Path | None = None) -> i
     their types and shapes), graph outputs the values it hands back or that are model
     outputs. The initializers and ``Constant`` nodes it uses are copied inside. Tags
     are the full tags of the original model; the hierarchy metadata keeps the subtree.
-    ``tag`` must be exact: ``.../BertLayer.0`` never matches ``.../BertLayer.1``.
+    ``tag`` must be exact: ``.../Block.0`` never matches ``.../Block.1``.
     """
     retriever = HierarchyRetriever(model)
     retriever.get_module_subtree(tag)  # unknown tags fail here, with the closest ones named

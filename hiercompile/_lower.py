@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import re
 import warnings
 
 import onnx_ir as ir
@@ -27,6 +28,23 @@ def _quiet():
         logger.setLevel(level)
 
 
+def _describe(error: Exception) -> str:
+    """One line: the innermost error, the FX op it happened at and the source line, and what to try."""
+    text = "\n".join(str(e) for e in (error, error.__cause__) if e is not None)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    summary = next((line for line in lines if line.startswith("<class ")), lines[0] if lines else repr(error))
+    summary = re.sub(r"\x1b\[[0-9;]*m", "", summary)
+    at = re.search(r"While executing %(\S+) : .*?target=([\w.:]+)", text)
+    code = re.findall(r"^\s{4}(\S.*)$", text, flags=re.M)
+    where = f" at FX op {at.group(1)} ({at.group(2)})" if at else ""
+    source = f", from `{code[-1]}`" if code and at else ""
+    return (
+        f"{summary}{where}{source}; this is a limitation of torch's exporter for this op: rewrite that line "
+        "(e.g. call .contiguous() before .view/.reshape) or register a translation with torch.onnx's "
+        "custom_translation_table"
+    )
+
+
 def lower(program: torch.export.ExportedProgram) -> tuple[ir.Model, torch.export.ExportedProgram]:
     """Translate ``program`` to ONNX, unoptimized, and return the model and the decomposed program.
 
@@ -38,9 +56,5 @@ def lower(program: torch.export.ExportedProgram) -> tuple[ir.Model, torch.export
         with _quiet():
             onnx_program = torch.onnx.export(program, dynamo=True, optimize=False, verbose=False)
     except Exception as e:
-        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise LowerError(
-            f"lower step (torch.onnx dynamo exporter) failed: {first_line}; "
-            "an op without an ONNX translation needs a custom translation (torch.onnx.export custom_translation_table)"
-        ) from e
+        raise LowerError(f"lower step (torch.onnx dynamo exporter) failed: {_describe(e)}") from e
     return onnx_program.model, onnx_program.exported_program

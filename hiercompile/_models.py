@@ -86,13 +86,15 @@ def load_model(name: str) -> LoadedModel:
         ) from e
 
 
-def _size(config: object, *names: str, default: int) -> int:
-    for name in names:
-        value = getattr(config, name, None)
-        if isinstance(value, int):
-            return value
+def _size(config: object, name: str, default: int) -> int:
+    """An integer setting of the config, or of the first sub-config that has it (``vision_config``)."""
+    configs = [config, *(v for v in vars(config).values() if hasattr(v, "to_dict"))] if config is not None else []
+    for candidate in configs:
+        value = getattr(candidate, name, None)
         if isinstance(value, list | tuple) and value and isinstance(value[0], int):
-            return value[0]
+            value = value[0]
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
     return default
 
 
@@ -111,16 +113,16 @@ def example_inputs(model: nn.Module, *, batch: int = 1, seq_len: int = 16) -> di
     main = getattr(model, "main_input_name", None)
     inputs: dict[str, torch.Tensor | bool] = {}
     for name in params:
-        if name.endswith("input_ids") and (name == main or name.startswith("decoder_")):
+        if name.endswith("input_ids"):
             vocab = _size(config, "vocab_size", default=1000)
             inputs[name] = torch.randint(0, min(vocab, 1000), (batch, seq_len), generator=generator)
         elif name.endswith("attention_mask") and name.removesuffix("attention_mask") + "input_ids" in inputs:
             inputs[name] = torch.ones(batch, seq_len, dtype=torch.long)
-        elif name == "pixel_values" and name == main:
+        elif name == "pixel_values":
             size = _size(config, "image_size", default=224)
             channels = _size(config, "num_channels", default=3)
             inputs[name] = torch.randn(batch, channels, size, size, generator=generator)
-        elif name == "input_features" and name == main:
+        elif name == "input_features":
             frames = 2 * _size(config, "max_source_positions", default=seq_len)
             inputs[name] = torch.randn(batch, _size(config, "num_mel_bins", default=80), frames, generator=generator)
         elif name == "use_cache":

@@ -50,7 +50,7 @@ def _natural(tag: str) -> list:
 class HierarchyRetriever:
     """Answers "what ran in module X" on a tagged ONNX model.
 
-    Tags are the strings of SPEC §2 (``/BertModel/BertEncoder/BertLayer.0``); ops are
+    Tags are the strings of SPEC §2 (``/Model/Stack/Block.0``); ops are
     node names of the model's main graph. An op belongs to the module of its primary tag.
     """
 

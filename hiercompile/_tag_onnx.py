@@ -23,6 +23,7 @@ from .passes import (
     CarryTagsPass,
     DeduplicateConstantsPass,
     HierarchyMetadataPass,
+    InheritTagsPass,
     MergeDuplicatesPass,
     TagInitializersPass,
 )
@@ -60,7 +61,8 @@ def tag_onnx_model(
     passes = ir.passes.Sequential(
         CarryTagsPass(fx_tags),
         *(optimizer if optimize else []),
-        CarryTagsPass(fx_tags),  # nodes the optimizer created: tagged or reported
+        CarryTagsPass(fx_tags),  # nodes the optimizer rebuilt from exporter nodes
+        InheritTagsPass(fallback_tag=root_tag),  # nodes it made from nothing; then 100% or an error
         TagInitializersPass(fallback_tag=root_tag),
         HierarchyMetadataPass(hierarchy, __version__),
     )

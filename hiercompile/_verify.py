@@ -23,8 +23,10 @@ class ModuleCheck:
 
     ``status`` is ``"matched"``, ``"diverged"`` (a value of the right shape exists but
     differs), ``"not produced"`` (no op in the module's subtree makes a value of that
-    shape: the module's output comes from elsewhere, e.g. it returns its input) or
-    ``"no tensor output"``.
+    shape), ``"passthrough"`` (the module returns a tensor it was given, as dropout
+    in eval mode does), ``"no ops"`` (nothing of the module is left in the graph: its
+    outputs were folded into constants) or ``"no tensor output"``. Only ``"diverged"``
+    and ``"not produced"`` mean the ONNX model or its tags are wrong.
     """
 
     tag: str
@@ -60,21 +62,27 @@ def _tensors(obj: Any) -> list[torch.Tensor]:
     return []
 
 
+Output = tuple[np.ndarray, bool]
+"""A module's output tensor, and whether it is one of the tensors the module was given."""
+
+
 def _capture_outputs(
     model: nn.Module, args: tuple, kwargs: dict, hierarchy: ModuleHierarchy
-) -> tuple[dict[str, list[np.ndarray]], list[str]]:
-    """Each kept module's output tensors (first call) and the order the modules returned in."""
-    outputs: dict[str, list[np.ndarray]] = {}
+) -> tuple[dict[str, list[Output]], list[str]]:
+    """Each kept module's outputs (first call) and the order the modules returned in."""
+    outputs: dict[str, list[Output]] = {}
     finished: list[str] = []
     handles = []
     for info in hierarchy:
 
-        def hook(_module, _inputs, out, tag=info.tag):
+        def hook(_module, call_args, call_kwargs, out, tag=info.tag):
             if tag not in outputs:
-                outputs[tag] = [t.detach().cpu().numpy() for t in _tensors(out)]
+                given = _tensors(list(call_args)) + _tensors(call_kwargs)
+                # copies: a caller may update the returned tensor in place (`h += residual`)
+                outputs[tag] = [(t.detach().cpu().numpy().copy(), any(t is g for g in given)) for t in _tensors(out)]
                 finished.append(tag)
 
-        handles.append(info.module.register_forward_hook(hook))
+        handles.append(info.module.register_forward_hook(hook, with_kwargs=True))
     try:
         with torch.no_grad():
             model(*args, **kwargs)
@@ -163,10 +171,15 @@ def verify(
 
 
 def _check_module(
-    tag: str, tensors: list[np.ndarray], produced: list[str], values: dict[str, np.ndarray], atol: float, rtol: float
+    tag: str, outputs: list[Output], produced: list[str], values: dict[str, np.ndarray], atol: float, rtol: float
 ) -> ModuleCheck:
-    if not tensors:
+    if not outputs:
         return ModuleCheck(tag, "no tensor output")
+    tensors = [tensor for tensor, passthrough in outputs if not passthrough]
+    if not tensors:
+        return ModuleCheck(tag, "passthrough")
+    if not produced:
+        return ModuleCheck(tag, "no ops")
     worst_abs = worst_rel = 0.0
     matched_values: list[str] = []
     status = "matched"

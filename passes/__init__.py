@@ -3,10 +3,11 @@
 Installed as ``hiercompile.passes``.
 """
 
-from .carry_tags import CarryTagsPass, UnmappedNodesError
+from .carry_tags import CarryTagsPass
 from .deduplicate_constants import DeduplicateConstantsPass
 from .fx_tag import FX_TAG_KEY, tag_fx_graph
 from .hierarchy_metadata import HierarchyMetadataPass
+from .inherit_tags import InheritTagsPass, UnmappedNodesError
 from .merge_duplicates import MergeDuplicatesPass
 from .module_tags import KeepPredicate, ModuleHierarchy, ModuleInfo, is_kept
 from .tag_attributes import AddTagAttributesPass, StripTagAttributesPass
@@ -23,6 +24,7 @@ __all__ = [
     "CarryTagsPass",
     "DeduplicateConstantsPass",
     "HierarchyMetadataPass",
+    "InheritTagsPass",
     "KeepPredicate",
     "MergeDuplicatesPass",
     "ModuleHierarchy",

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-__all__ = ["CarryTagsPass", "UnmappedNodesError"]
+__all__ = ["NAME_SCOPES_KEY", "CarryTagsPass"]
 
 import ast
 
 import onnx_ir as ir
 
-from .tags import TAG_KEY, set_node_tags, untagged_nodes
+from .tags import TAG_KEY, set_node_tags
 
 # The dynamo exporter writes, on every node it emits, the module path scopes and,
 # last, the name of the FX node the ONNX node was translated from.
 NAME_SCOPES_KEY = "pkg.torch.onnx.name_scopes"
-
-
-class UnmappedNodesError(ir.passes.PostconditionError):
-    """Some ONNX nodes could not be traced back to a tagged FX node."""
 
 
 class CarryTagsPass(ir.passes.InPlacePass):
@@ -27,9 +23,8 @@ class CarryTagsPass(ir.passes.InPlacePass):
     1. The FX node of an ONNX node is the last entry of its
        ``pkg.torch.onnx.name_scopes`` metadata; the node gets that FX node's tag.
     2. A node that already has a tag keeps it.
-    3. ``Constant`` nodes are tagged when they can be mapped and left alone otherwise.
-    4. Any other node that cannot be mapped is an error naming the node and what
-       its metadata says (postcondition): coverage is 100% or the pass fails.
+    3. A node without exporter metadata (an optimizer made it) is left to
+       :class:`InheritTagsPass`, which also fails on any node still untagged.
     """
 
     def __init__(self, fx_tags: dict[str, str]) -> None:
@@ -46,13 +41,3 @@ class CarryTagsPass(ir.passes.InPlacePass):
                 set_node_tags(node, [self.fx_tags[fx_name]])
                 modified = True
         return ir.passes.PassResult(model, modified=modified)
-
-    def ensures(self, model: ir.Model) -> None:
-        missing = untagged_nodes(model.graph)
-        if missing:
-            described = ", ".join(
-                f"{n.name} ({n.op_type}, from FX node "
-                f"{n.metadata_props.get(NAME_SCOPES_KEY, 'unknown: no exporter metadata')})"
-                for n in missing[:5]
-            )
-            raise UnmappedNodesError(f"{len(missing)} ONNX nodes have no tag: {described}")

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from torch import fx
 
 from .module_tags import ModuleHierarchy
-from .tags import common_ancestor
+from .tags import inherit_tags
 
 FX_TAG_KEY = "hiercompile.tag"
 _OPS = ("call_function", "call_method", "call_module")
@@ -56,13 +56,9 @@ def tag_fx_graph(
             tags[node] = custom[FX_TAG_KEY]
         elif (paths := _stack_paths(node, normalize_path)) is not None:
             tags[node] = hierarchy.tag_of_stack(paths)
-    for node in reversed(ops):  # rule 3, users first: they come later in the graph
-        if node not in tags and (user_tags := [tags[u] for u in node.users if u in tags]):
-            tags[node] = common_ancestor(user_tags)
-    for node in ops:
-        if node not in tags:
-            input_tags = [tags[i] for i in node.all_input_nodes if i in tags]
-            tags[node] = common_ancestor(input_tags) if input_tags else hierarchy.root.tag
+    inherit_tags(  # rule 3
+        ops, tags, users=lambda n: n.users, inputs=lambda n: n.all_input_nodes, default=hierarchy.root.tag
+    )
     for node, tag in tags.items():
         node.meta["custom"] = {**(node.meta.get("custom") or {}), FX_TAG_KEY: tag}
     return {node.name: tag for node, tag in tags.items()}

@@ -1,8 +1,8 @@
 """Common-subexpression elimination that keeps the tags of the nodes it removes.
 
 onnx-ir's ``CommonSubexpressionEliminationPass`` drops the removed node and its
-metadata, so an op computed identically in two modules (an attention mask built
-in every layer) would end up tagged with only the first module. This pass merges
+metadata, so an op computed identically in two modules (a mask built the same way
+in every block) would end up tagged with only the first module. This pass merges
 the same duplicates and unions their tags (SPEC §3).
 """
 

@@ -47,7 +47,7 @@ class ModuleHierarchy:
     1. A module is kept when ``keep(module)`` is true (default :func:`is_kept`:
        its class is not a PyTorch built-in). The root is always kept.
     2. Each instance is visited once, at its first path in ``named_modules()``;
-       an instance reachable under several paths (shared layers) keeps that one tag.
+       an instance reachable under several paths (shared modules) keeps that one tag.
     3. The segment of a kept module is its class ``__name__``; if its direct parent
        module is a container (``ModuleList``, ``Sequential``, ``ModuleDict``), the
        segment is ``Class.KEY`` with KEY the module's name in that container.

@@ -9,6 +9,7 @@ __all__ = [
     "VERSION_KEY",
     "common_ancestor",
     "get_tags",
+    "inherit_tags",
     "is_under",
     "metadata_of",
     "set_node_tags",
@@ -16,7 +17,8 @@ __all__ = [
 ]
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from typing import TypeVar
 
 import onnx_ir as ir
 
@@ -67,6 +69,32 @@ def common_ancestor(tags: Iterable[str]) -> str:
             break
         common.append(parts[0])
     return "/".join(common)
+
+
+N = TypeVar("N", bound=Hashable)
+
+
+def inherit_tags(
+    order: Sequence[N],
+    tags: dict[N, str],
+    *,
+    users: Callable[[N], Iterable[N]],
+    inputs: Callable[[N], Iterable[N]],
+    default: str,
+) -> None:
+    """Give each op of ``order`` (topological) that has no tag one from its neighbours, in place.
+
+    The op takes the innermost module enclosing all its tagged users; with no tagged
+    user, the innermost module enclosing all its tagged inputs; with neither, ``default``.
+    Users are filled in first (from the end), so chains of untagged ops resolve.
+    """
+    for op in reversed(order):
+        if op not in tags and (user_tags := [tags[u] for u in users(op) if u in tags]):
+            tags[op] = common_ancestor(user_tags)
+    for op in order:
+        if op not in tags:
+            input_tags = [tags[i] for i in inputs(op) if i in tags]
+            tags[op] = common_ancestor(input_tags) if input_tags else default
 
 
 def untagged_nodes(graph: ir.Graph | ir.Function) -> list[ir.Node]:

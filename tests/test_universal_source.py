@@ -1,0 +1,29 @@
+"""The package knows no model family: its source names none (SPEC §1, the design's central promise)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FAMILY = re.compile(
+    r"(?i)(?<![a-z])(bert|roberta|gpt|llama|qwen|mistral|phi|t5|vit|convnext|resnet|segformer|whisper|clip|"
+    r"attention|encoder|decoder|layer|transformer\b)"
+)
+# Hugging Face's input names are conventions shared by every family, not a family.
+INPUT_NAMES = re.compile(r"\battention_mask\b")
+
+
+def test_package_source_names_no_model_family():
+    offenders = []
+    for path in sorted([*ROOT.glob("hiercompile/*.py"), *ROOT.glob("passes/*.py")]):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if FAMILY.search(INPUT_NAMES.sub("", line)):
+                offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert not offenders, "\n".join(offenders)
+
+
+def test_the_check_catches_a_family_name():
+    assert FAMILY.search("if 'Bert' in type(m).__name__:")
+    assert FAMILY.search("skip_attention = True")
+    assert not FAMILY.search(INPUT_NAMES.sub("", "inputs['attention_mask'] = ones"))
