@@ -1,5 +1,6 @@
 """hiercompile: export PyTorch models to ONNX with every op tagged by the module it ran in."""
 
+from ._backend import backend
 from ._errors import HiercompileError
 from ._export import ExportResult, export
 from ._extract import extract
@@ -15,6 +16,7 @@ __all__ = [
     "ModuleHierarchy",
     "VerifyReport",
     "__version__",
+    "backend",
     "export",
     "extract",
     "is_kept",

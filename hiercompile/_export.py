@@ -12,6 +12,7 @@ from typing import Any
 
 import networkx as nx
 import onnx_ir as ir
+import torch
 from torch import nn
 
 from . import _derive
@@ -145,13 +146,31 @@ def export(
     step = _Steps(progress)
     with step("capture"):
         program = capture(model, args, kwargs, dynamic_shapes)
+    result = export_program(program, ModuleHierarchy(model, keep), step=step, attributes=attributes)
+    if output is not None:
+        result.save(output)
+    return result
+
+
+def export_program(
+    program: torch.export.ExportedProgram,
+    hierarchy: ModuleHierarchy,
+    *,
+    step: _Steps | None = None,
+    attributes: bool = False,
+    normalize_path: Callable[[str], str] = str,
+) -> ExportResult:
+    """Tag, lower, carry and derive: everything after capture, shared with the compile backend.
+
+    ``normalize_path`` maps the module stacks' paths to ``named_modules()`` paths.
+    """
+    step = step or _Steps(None)
     with step("tag"):
-        hierarchy = ModuleHierarchy(model, keep)
-        _tag_fx(program, hierarchy)
+        _tag_fx(program, hierarchy, normalize_path)
     with step("lower"):
         onnx_model, decomposed = lower(program)
     with step("carry"):
-        fx_tags = _tag_fx(decomposed, hierarchy)
+        fx_tags = _tag_fx(decomposed, hierarchy, normalize_path)
         tag_onnx_model(
             onnx_model,
             fx_tags=fx_tags,
@@ -160,7 +179,7 @@ def export(
         )
     with step("derive"):
         graph = _derive.data_flow_graph(onnx_model.graph)
-        result = ExportResult(
+        return ExportResult(
             model=onnx_model,
             hierarchy=_derive.hierarchy_summary(hierarchy, graph),
             graph=graph,
@@ -169,14 +188,11 @@ def export(
             timings=step.timings,
             attributes=attributes,
         )
-    if output is not None:
-        result.save(output)
-    return result
 
 
-def _tag_fx(program: Any, hierarchy: ModuleHierarchy) -> dict[str, str]:
+def _tag_fx(program: Any, hierarchy: ModuleHierarchy, normalize_path: Callable[[str], str]) -> dict[str, str]:
     try:
-        return tag_fx_graph(program.graph, hierarchy)
+        return tag_fx_graph(program.graph, hierarchy, normalize_path=normalize_path)
     except KeyError as e:
         raise TagError(
             f"tag step failed: module path {e.args[0]!r} on an op's nn_module_stack is not a submodule "

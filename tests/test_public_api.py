@@ -14,6 +14,7 @@ def test_public_names():
             "ModuleHierarchy",
             "VerifyReport",
             "__version__",
+            "backend",
             "export",
             "extract",
             "is_kept",

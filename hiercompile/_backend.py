@@ -1,0 +1,251 @@
+"""``torch.compile(model, backend="hiercompile")``: tag what dynamo captured, run it in ONNX Runtime.
+
+Dynamo hands the backend an FX graph whose ops carry ``nn_module_stack`` paths such as
+``L['self'].stack.blocks[0]``. The backend finds the module those paths start from
+(the compiled frame's ``self``), tags the ops with the same FX pass as
+:func:`hiercompile.export`, replays the graph under ``torch.export`` so the tags ride
+along in ``node.meta["custom"]``, and lowers it like any export. A graph that cannot
+be lowered runs eagerly, with one warning: the user's program never breaks.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import onnx_ir as ir
+import onnxruntime as ort
+import torch
+import torch.fx.traceback as fx_traceback
+from torch import fx, nn
+
+from ._errors import CaptureError, HiercompileError, InputError
+from ._export import ExportResult, export_program
+from ._io import json_writer, write_files
+from .passes import KeepPredicate, ModuleHierarchy, tag_fx_graph
+
+INDEX_FILE = "index.json"
+_ROOT_VARIABLE = re.compile(r"^L\['([^']+)'\]")
+_roots: weakref.WeakSet[nn.Module] = weakref.WeakSet()  # top modules compiled so far
+_warned: set[str] = set()
+
+
+class FallbackWarning(UserWarning):
+    """A captured graph could not be lowered to ONNX and runs eagerly instead."""
+
+
+def module_path(dynamo_path: str) -> str:
+    """``L['self'].stack.blocks[0]`` -> ``stack.blocks.0`` (relative to the frame's module)."""
+    path = _ROOT_VARIABLE.sub("", dynamo_path)
+    path = re.sub(r"\[(\d+)\]", r".\1", path)
+    path = re.sub(r"\[['\"]([^'\"]+)['\"]\]", r".\1", path)
+    path = re.sub(r"\._modules\.", ".", path)
+    return path.lstrip(".")
+
+
+def _frame_module(gm: fx.GraphModule) -> nn.Module:
+    """The module whose forward the graph was captured in.
+
+    Its module stacks start at a frame variable (``L['self']``), looked up in the frame.
+    A frame resumed after a graph break may hold no reference to its module; then the
+    module is the one instance, among the modules compiled so far, whose class's
+    ``forward`` holds the line the frame resumes at.
+    """
+    from torch._dynamo.symbolic_convert import InstructionTranslator
+
+    tx = InstructionTranslator.current_tx()
+    if tx is None:
+        raise InputError("hiercompile's backend was called outside dynamo; pass it to torch.compile")
+    names = [
+        m.group(1)
+        for node in gm.graph.nodes
+        for path, _ in (node.meta.get("nn_module_stack") or {}).values()
+        if (m := _ROOT_VARIABLE.match(path))
+    ]
+    for name in [*names, "self"]:
+        if isinstance(tx.f_locals.get(name), nn.Module):
+            return tx.f_locals[name]
+    resumed = re.search(r"_at_(\d+)$", tx.f_code.co_name)
+    if resumed:
+        line = int(resumed.group(1))
+        found = {
+            id(m): m
+            for root in list(_roots)
+            for m in root.modules()
+            if _forward_holds(type(m), tx.f_code.co_filename, line)
+        }
+        if len(found) == 1:
+            return next(iter(found.values()))
+    raise InputError("cannot tell which nn.Module this graph ran in; use torch.compile on a module")
+
+
+def _forward_holds(cls: type, filename: str, line: int) -> bool:
+    code = getattr(getattr(cls, "forward", None), "__code__", None)
+    if code is None or code.co_filename != filename:
+        return False
+    lines = [n for _, _, n in code.co_lines() if n is not None]
+    return bool(lines) and code.co_firstlineno <= line <= max(lines)
+
+
+def _root_and_prefix(module: nn.Module) -> tuple[nn.Module, str]:
+    """The outermost compiled module containing ``module`` (a graph break resumes inside it)."""
+    for root in list(_roots):
+        for path, candidate in root.named_modules():
+            if candidate is module:
+                return root, path
+    _roots.add(module)
+    return module, ""
+
+
+class _Replay(nn.Module):
+    """Runs a dynamo graph node by node, so torch.export copies each node's tag to what it records.
+
+    The graph's parameters and buffers become this module's buffers (ONNX initializers);
+    the user's tensors stay inputs.
+    """
+
+    def __init__(self, gm: fx.GraphModule, constants: dict[int, tuple[str, torch.Tensor]], arity: int) -> None:
+        super().__init__()
+        self._graph_module = [gm]  # a list: not a submodule, so not part of any module path
+        self._constants = {index: name for index, (name, _) in constants.items()}
+        self._arity = arity
+        for name, tensor in constants.values():  # nested holders: the buffer's state-dict name is `name`
+            *parents, leaf = name.split(".")
+            holder: nn.Module = self
+            for part in parents:
+                if part not in holder._modules:
+                    holder.add_module(part, nn.Module())
+                holder = holder._modules[part]
+            holder.register_buffer(leaf, tensor.detach())
+
+    def forward(self, *inputs: torch.Tensor) -> Any:
+        given = iter(inputs)
+        args = [
+            self.get_buffer(self._constants[i]) if i in self._constants else next(given) for i in range(self._arity)
+        ]
+        with fx_traceback.preserve_node_meta():
+            return fx.Interpreter(self._graph_module[0]).run(*args)
+
+
+class _OrtGraph:
+    """Calls an ONNX model in ONNX Runtime with a dynamo graph's calling convention."""
+
+    def __init__(self, model: ir.Model, user_positions: list[int], template: list[Any]) -> None:
+        self.session = ort.InferenceSession(ir.to_proto(model).SerializeToString(), providers=["CPUExecutionProvider"])
+        self.names = [i.name for i in self.session.get_inputs()]
+        self.user_positions = user_positions
+        self.template = template
+
+    def __call__(self, *args: Any) -> Any:
+        feeds = {name: args[i].detach().cpu().numpy() for name, i in zip(self.names, self.user_positions, strict=True)}
+        outputs = iter(self.session.run(None, feeds))
+        return tuple(torch.from_numpy(next(outputs)) if slot is _TENSOR else slot for slot in self.template)
+
+
+_TENSOR = object()
+
+
+def _output_template(gm: fx.GraphModule) -> list[Any]:
+    """The graph's outputs: ``_TENSOR`` where a tensor comes back, the constant value elsewhere."""
+    (output,) = [n for n in gm.graph.nodes if n.op == "output"]
+    values = output.args[0] if isinstance(output.args[0], tuple | list) else (output.args[0],)
+    return [_TENSOR if isinstance(v, fx.Node) else v for v in values]
+
+
+class Backend:
+    """A ``torch.compile`` backend; see :func:`backend` for the options."""
+
+    def __init__(
+        self, output_dir: str | Path | None = None, runtime: str = "ort", keep: KeepPredicate | None = None
+    ) -> None:
+        if runtime not in ("ort", "eager"):
+            raise InputError(f"runtime must be 'ort' or 'eager', got {runtime!r}")
+        self.output_dir = Path(output_dir) if output_dir is not None else None
+        self.runtime = runtime
+        self.keep = keep
+        self.results: list[ExportResult | None] = []
+
+    def __call__(self, gm: fx.GraphModule, example_inputs: list[Any], **_: Any) -> Callable:
+        index = len(self.results)
+        try:
+            result, user_positions = self._export(gm, example_inputs)
+        except (HiercompileError, NotImplementedError, RuntimeError, ValueError, TypeError) as e:
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            if reason not in _warned:
+                _warned.add(reason)
+                warnings.warn(f"hiercompile: graph {index} runs eagerly: {reason}", FallbackWarning, stacklevel=2)
+            self.results.append(None)
+            self._record(index, {"status": "eager fallback", "reason": reason})
+            return gm.forward
+        self.results.append(result)
+        entry = {"status": "onnx", "modules": len(result.hierarchy), "ops": result.graph.number_of_nodes()}
+        if self.output_dir is not None:
+            folder = self.output_dir / f"graph_{index}"
+            result.save(folder)
+            entry["directory"] = folder.name
+        self._record(index, entry)
+        if self.runtime == "eager":
+            return gm.forward
+        return _OrtGraph(result.model, user_positions, _output_template(gm))
+
+    def _export(self, gm: fx.GraphModule, example_inputs: list[Any]) -> tuple[ExportResult, list[int]]:
+        if not all(isinstance(t, torch.Tensor) for t in example_inputs):
+            raise InputError("the graph takes non-tensor inputs (dynamic shapes); compile without dynamic=True")
+        frame_module = _frame_module(gm)
+        root, prefix = _root_and_prefix(frame_module)
+        for node in gm.graph.nodes:  # ops run in the frame's own forward carry no stack
+            if node.op in ("call_function", "call_method", "call_module") and not node.meta.get("nn_module_stack"):
+                node.meta["nn_module_stack"] = {"frame": ("L['self']", type(frame_module))}
+
+        def normalize(path: str) -> str:
+            return ".".join(p for p in (prefix, module_path(path)) if p)
+
+        hierarchy = ModuleHierarchy(root, self.keep)
+        tag_fx_graph(gm.graph, hierarchy, normalize_path=normalize)
+        owned = {id(t): name for name, t in [*root.named_parameters(), *root.named_buffers()]}
+        constants = {i: (owned[id(t)], t) for i, t in enumerate(example_inputs) if id(t) in owned}
+        user_positions = [i for i in range(len(example_inputs)) if i not in constants]
+        replay = _Replay(gm, constants, len(example_inputs))
+        try:
+            program = torch.export.export(replay, tuple(example_inputs[i] for i in user_positions), strict=False)
+        except Exception as e:
+            raise CaptureError(f"capture step (replaying the dynamo graph) failed: {e}") from e
+        return export_program(program, hierarchy, normalize_path=normalize), user_positions
+
+    def _record(self, index: int, entry: dict) -> None:
+        if self.output_dir is None:
+            return
+        path = self.output_dir / INDEX_FILE
+        graphs = json.loads(path.read_text(encoding="utf-8"))["graphs"] if path.is_file() else []
+        graphs = [g for g in graphs if g["index"] != index] + [{"index": index, **entry}]
+        write_files(self.output_dir, {INDEX_FILE: json_writer({"graphs": graphs})})
+
+
+def backend(**options: Any) -> Backend:
+    """A backend for ``torch.compile(model, backend=hiercompile.backend(...))``.
+
+    Options: ``output_dir`` (each captured graph's tagged model and side files in
+    ``graph_N/``, plus ``index.json``), ``runtime`` (``"ort"``, the default, runs the
+    ONNX model in ONNX Runtime; ``"eager"`` only writes the artifacts) and ``keep``.
+    """
+    return Backend(**options)
+
+
+_by_options: dict[int, tuple[dict, Backend]] = {}
+
+
+def hiercompile_backend(gm: fx.GraphModule, example_inputs: list[Any], options: dict | None = None) -> Callable:
+    """The entry point behind ``backend="hiercompile"``; ``options`` as for :func:`backend`.
+
+    torch.compile passes the same ``options`` dict for every graph of one compiled
+    model, so graphs of one model share one :class:`Backend` and its numbering.
+    """
+    options = options if options is not None else {}
+    if id(options) not in _by_options:
+        _by_options[id(options)] = (options, Backend(**options))
+    return _by_options[id(options)][1](gm, example_inputs)

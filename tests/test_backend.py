@@ -1,0 +1,144 @@
+"""torch.compile(backend="hiercompile"): same tags as export, graph breaks, eager fallback, entry point."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+import hiercompile
+from hiercompile._backend import FallbackWarning, module_path
+
+
+@torch.library.custom_op("hiercompile_test::twice", mutates_args=())
+def twice(x: torch.Tensor) -> torch.Tensor:
+    return x * 2
+
+
+@twice.register_fake
+def _(x):
+    return torch.empty_like(x)
+
+
+class Gate(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+
+    def forward(self, x):
+        y = torch.relu(self.lin(x))
+        if y.sum().item() > 0:  # data-dependent: dynamo breaks the graph here
+            return y * 2
+        return y - 1
+
+
+class Net(nn.Module):
+    def __init__(self, custom: bool = False) -> None:
+        super().__init__()
+        self.pre = nn.Linear(4, 4)
+        self.gate = Gate()
+        self.custom = custom
+
+    def forward(self, x):
+        x = torch.sigmoid(self.pre(x))
+        if self.custom:
+            x = twice(x)  # no ONNX translation
+        return self.gate(x) + 1
+
+
+@pytest.fixture(autouse=True)
+def _fresh_dynamo():
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
+def test_module_paths():
+    assert module_path("L['self'].encoder.layer[0].attention") == "encoder.layer.0.attention"
+    assert module_path("L['self']") == ""
+    assert module_path("L['model'].blocks['a']") == "blocks.a"
+
+
+@pytest.mark.slow
+def test_bert_tiny_matches_eager_and_export(bert_export, tmp_path):
+    model, inputs, exported, _ = bert_export
+    compiled = torch.compile(model, backend="hiercompile", options={"output_dir": str(tmp_path)})
+    with torch.no_grad():
+        got, want = compiled(**inputs), model(**inputs)
+    torch.testing.assert_close(got.last_hidden_state, want.last_hidden_state, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(got.pooler_output, want.pooler_output, atol=1e-4, rtol=1e-4)
+    index = json.loads((tmp_path / "index.json").read_text())
+    assert [g["status"] for g in index["graphs"]] == ["onnx"]
+    compiled_hierarchy = json.loads((tmp_path / "graph_0" / "hierarchy.json").read_text())
+    assert set(compiled_hierarchy) == set(exported.hierarchy)
+    counts = {t: e["num_ops"] for t, e in compiled_hierarchy.items()}
+    assert counts == {t: e["num_ops"] for t, e in exported.hierarchy.items()}
+    assert "encoder.layer.0.attention.self.query.bias" in json.loads(
+        (tmp_path / "graph_0" / "operations.json").read_text()
+    )
+
+
+@pytest.mark.slow
+def test_graph_break_gives_two_tagged_graphs(tmp_path):
+    torch.manual_seed(0)
+    model = Net().eval()
+    x = torch.randn(2, 4)
+    backend = hiercompile.backend(output_dir=tmp_path)
+    with torch.no_grad():
+        got = torch.compile(model, backend=backend)(x)
+        torch.testing.assert_close(got, model(x), atol=1e-5, rtol=1e-5)
+    graphs = json.loads((tmp_path / "index.json").read_text())["graphs"]
+    assert len(graphs) >= 2 and all(g["status"] == "onnx" for g in graphs)
+    tags = [set(json.loads((tmp_path / g["directory"] / "hierarchy.json").read_text())) for g in graphs]
+    assert all(t == {"/Net", "/Net/Gate"} for t in tags)  # the resumed frame is tagged within the whole model
+    owners = [
+        {op["tags"][0] for op in json.loads((tmp_path / g["directory"] / "operations.json").read_text()).values()}
+        for g in graphs
+    ]
+    assert "/Net/Gate" in set().union(*owners)
+    assert all(r is not None for r in backend.results)
+
+
+@pytest.mark.slow
+def test_lowering_failure_falls_back_to_eager_with_one_warning(tmp_path):
+    torch.manual_seed(0)
+    model = Net(custom=True).eval()
+    x = torch.randn(2, 4)
+    backend = hiercompile.backend(output_dir=tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compiled = torch.compile(model, backend=backend)
+        with torch.no_grad():
+            torch.testing.assert_close(compiled(x), model(x))
+            torch.testing.assert_close(compiled(x), model(x))
+    fallbacks = [w for w in caught if issubclass(w.category, FallbackWarning)]
+    assert len(fallbacks) == 1
+    assert "runs eagerly" in str(fallbacks[0].message)
+    statuses = [g["status"] for g in json.loads((tmp_path / "index.json").read_text())["graphs"]]
+    assert "eager fallback" in statuses
+
+
+def test_eager_runtime_only_writes_artifacts(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU()).eval()
+    x = torch.randn(3, 4)
+    backend = hiercompile.backend(output_dir=tmp_path, runtime="eager")
+    with torch.no_grad():
+        torch.testing.assert_close(torch.compile(model, backend=backend)(x), model(x))
+    assert (tmp_path / "graph_0" / "model.onnx").is_file()
+    with pytest.raises(hiercompile.HiercompileError, match="runtime must be"):
+        hiercompile.backend(runtime="tvm")
+
+
+def test_entry_point_registers_without_importing_hiercompile():
+    code = (
+        "import sys, torch; names = torch._dynamo.list_backends(); "
+        "print('hiercompile' in names, 'hiercompile' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.split()
+    assert out == ["True", "False"]
