@@ -60,13 +60,28 @@ def cmd_export(ns: argparse.Namespace) -> None:
     note = " [yellow](random weights)[/yellow]" if loaded.random_weights else ""
     console.print(f"model: {loaded.source}{note}")
     kwargs = example_inputs(loaded.model, batch=ns.batch, seq_len=ns.seq_len)
-    result = export(loaded.model, (), kwargs, keep=None, attributes=ns.attributes, progress=_progress)
+    result = export(loaded.model, (), kwargs, attributes=ns.attributes, functions=ns.functions, progress=_progress)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         written = result.save(ns.output)
     for w in caught:
         console.print(f"[yellow]warning:[/yellow] {w.message}", soft_wrap=True)
     _summary(result, written)
+
+
+def cmd_functionize(ns: argparse.Namespace) -> None:
+    from ._io import onnx_writer, write_files
+    from ._retriever import load_tagged
+    from ._tag_onnx import functionize
+
+    model = load_tagged(ns.input)
+    result = functionize(model)
+    out = Path(ns.output)
+    write_files(out.parent, {out.name: onnx_writer(model)})
+    names = sorted(set(result.functions.values()))
+    console.print(f"wrote {out}: {len(result.functions)} module calls of {len(names)} functions", soft_wrap=True)
+    for tag, reason in result.inline.items():
+        console.print(f"[yellow]kept inline:[/yellow] {tag}: {reason}", soft_wrap=True)
 
 
 def cmd_strip_attributes(ns: argparse.Namespace) -> None:
@@ -155,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="preset name (see README), local Hugging Face model directory, or hub id")
     p.add_argument("output", help="directory for model.onnx and the JSON side files")
     p.add_argument("--attributes", action="store_true", help="also write model.attributes.onnx (invalid ONNX)")
+    p.add_argument("--functions", action="store_true", help="also write model.functions.onnx: modules as functions")
     p.add_argument("--seq-len", type=int, default=16, help="sequence length of the example inputs (default 16)")
     p.add_argument("--batch", type=int, default=1, help="batch size of the example inputs (default 1)")
     p.set_defaults(func=cmd_export)
@@ -174,6 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq-len", type=int, default=16)
     p.add_argument("--batch", type=int, default=1)
     p.set_defaults(func=cmd_verify)
+    p = sub.add_parser("functionize", help="rewrite a tagged model with each module as a local function")
+    p.add_argument("input")
+    p.add_argument("output")
+    p.set_defaults(func=cmd_functionize)
     p = sub.add_parser("strip-attributes", help="remove source_module/hierarchy_tags node attributes")
     p.add_argument("input")
     p.add_argument("output")

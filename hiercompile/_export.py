@@ -20,12 +20,13 @@ from ._capture import capture
 from ._errors import TagError
 from ._io import json_writer, onnx_writer, write_files
 from ._lower import lower
-from ._tag_onnx import tag_onnx_model
+from ._tag_onnx import functionize, tag_onnx_model
 from .passes import AddTagAttributesPass, KeepPredicate, ModuleHierarchy, tag_fx_graph
 
 STEPS = ("capture", "tag", "lower", "carry", "derive")
 MODEL_FILE = "model.onnx"
 ATTRIBUTES_FILE = "model.attributes.onnx"
+FUNCTIONS_FILE = "model.functions.onnx"
 
 Progress = Callable[[str, float | None], None]
 """Called with (step, None) when a step starts and (step, seconds) when it ends."""
@@ -48,6 +49,7 @@ class ExportResult:
         operations: ``operations.json``: node/initializer name -> op_type, inputs, outputs, tags.
         timings: seconds per step.
         attributes: whether :meth:`save` also writes the attribute form.
+        functions: whether :meth:`save` also writes the functions form.
     """
 
     model: ir.Model
@@ -57,6 +59,7 @@ class ExportResult:
     operations: dict[str, dict]
     timings: dict[str, float]
     attributes: bool = False
+    functions: bool = False
 
     @property
     def coverage(self) -> float:
@@ -77,12 +80,17 @@ class ExportResult:
         AddTagAttributesPass()(copy)
         return copy
 
+    def functions_model(self) -> ir.Model:
+        """A copy of the model with every kept module instance as a call of a local function (SPEC §6)."""
+        return functionize(self.model.clone()).model
+
     def save(self, output: str | Path) -> list[Path]:
         """Write the artifacts atomically and return their paths.
 
         ``output`` ending in ``.onnx`` writes only the model there; any other path is a
         directory that receives ``model.onnx``, ``hierarchy.json``, ``module_dags.json``,
-        ``operations.json`` and, with ``attributes``, ``model.attributes.onnx``.
+        ``operations.json``, with ``functions`` ``model.functions.onnx`` and, with
+        ``attributes``, ``model.attributes.onnx``.
         """
         output = Path(output)
         if output.suffix == ".onnx":
@@ -93,6 +101,8 @@ class ExportResult:
             "module_dags.json": json_writer(self.dags_json()),
             "operations.json": json_writer(self.operations),
         }
+        if self.functions:
+            files[FUNCTIONS_FILE] = onnx_writer(self.functions_model())
         if self.attributes:
             warnings.warn(
                 f"{ATTRIBUTES_FILE} carries tags as node attributes: onnx.checker and ONNX Runtime reject it. "
@@ -129,6 +139,7 @@ def export(
     keep: KeepPredicate | None = None,
     dynamic_shapes: Any = None,
     attributes: bool = False,
+    functions: bool = False,
     progress: Progress | None = None,
 ) -> ExportResult:
     """Export ``model`` to ONNX with every op tagged by the module it ran in.
@@ -140,6 +151,7 @@ def export(
         keep: which modules appear in tags (default: classes that are not PyTorch built-ins).
         dynamic_shapes: passed to ``torch.export.export``.
         attributes: also write ``model.attributes.onnx`` with the seed notes' node attributes.
+        functions: also write ``model.functions.onnx``, each module a local function.
         progress: called as each step starts and ends.
     """
     kwargs = dict(kwargs or {})
@@ -147,6 +159,7 @@ def export(
     with step("capture"):
         program = capture(model, args, kwargs, dynamic_shapes)
     result = export_program(program, ModuleHierarchy(model, keep), step=step, attributes=attributes)
+    result.functions = functions
     if output is not None:
         result.save(output)
     return result

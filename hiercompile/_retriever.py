@@ -15,7 +15,7 @@ import onnx_ir as ir
 from . import _derive
 from ._errors import InputError, NotTaggedError, QueryError
 from ._io import load_onnx
-from .passes import HIERARCHY_KEY, get_tags, is_under
+from .passes import FUNCTION_DOMAIN, HIERARCHY_KEY, InlineFunctionsPass, get_tags, is_under
 
 ModelSource = str | Path | ir.Model | onnx.ModelProto
 
@@ -43,6 +43,15 @@ def load_tagged(source: ModelSource) -> ir.Model:
     return model
 
 
+def flat_view(model: ir.Model) -> ir.Model:
+    """The model itself when flat; for the functions form, a copy with every call inlined (full tags)."""
+    if not any(f.domain == FUNCTION_DOMAIN for f in model.functions.values()):
+        return model
+    flat = model.clone()
+    InlineFunctionsPass()(flat)
+    return flat
+
+
 def _natural(tag: str) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", tag)]
 
@@ -50,12 +59,13 @@ def _natural(tag: str) -> list:
 class HierarchyRetriever:
     """Answers "what ran in module X" on a tagged ONNX model.
 
-    Tags are the strings of SPEC §2 (``/Model/Stack/Block.0``); ops are
-    node names of the model's main graph. An op belongs to the module of its primary tag.
+    Tags are the strings of SPEC §2 (``/Model/Stack/Block.0``); ops are node names of
+    the flat model (the functions form is inlined first, with full tags). An op
+    belongs to the module of its primary tag.
     """
 
     def __init__(self, source: ModelSource) -> None:
-        self.model = load_tagged(source)
+        self.model = flat_view(load_tagged(source))
         self.hierarchy: dict[str, dict] = json.loads(self.model.metadata_props[HIERARCHY_KEY])
         self.graph: nx.DiGraph = _derive.data_flow_graph(self.model.graph)
         self._own: dict[str, list[str]] = {tag: [] for tag in self.hierarchy}

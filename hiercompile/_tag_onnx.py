@@ -22,6 +22,8 @@ from ._version import __version__
 from .passes import (
     CarryTagsPass,
     DeduplicateConstantsPass,
+    FunctionizePass,
+    FunctionizeResult,
     HierarchyMetadataPass,
     InheritTagsPass,
     MergeDuplicatesPass,
@@ -79,3 +81,13 @@ def tag_onnx_model(
         ) from e
     finally:
         folding_logger.setLevel(level)
+
+
+def functionize(model: ir.Model) -> FunctionizeResult:
+    """Rewrite a tagged model in place into nested module functions (SPEC §6), checked by onnx.checker."""
+    try:
+        result = FunctionizePass()(model)
+        common_passes.CheckerPass(full_check=True)(model)
+    except (ir.passes.PassError, ir.passes.InvariantError) as e:
+        raise CarryError(f"functions step failed: {e.__cause__ or e}; use the flat model.onnx") from e
+    return result

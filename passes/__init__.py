@@ -5,6 +5,7 @@ Installed as ``hiercompile.passes``.
 
 from .carry_tags import CarryTagsPass
 from .deduplicate_constants import DeduplicateConstantsPass
+from .functionize import FUNCTION_DOMAIN, FunctionizePass, FunctionizeResult, InlineFunctionsPass
 from .fx_tag import FX_TAG_KEY, tag_fx_graph
 from .hierarchy_metadata import HierarchyMetadataPass
 from .inherit_tags import InheritTagsPass, UnmappedNodesError
@@ -15,6 +16,7 @@ from .tag_initializers import TagInitializersPass
 from .tags import HIERARCHY_KEY, TAG_KEY, TAGS_KEY, VERSION_KEY, get_tags, is_under, set_node_tags
 
 __all__ = [
+    "FUNCTION_DOMAIN",
     "FX_TAG_KEY",
     "HIERARCHY_KEY",
     "TAGS_KEY",
@@ -23,8 +25,11 @@ __all__ = [
     "AddTagAttributesPass",
     "CarryTagsPass",
     "DeduplicateConstantsPass",
+    "FunctionizePass",
+    "FunctionizeResult",
     "HierarchyMetadataPass",
     "InheritTagsPass",
+    "InlineFunctionsPass",
     "KeepPredicate",
     "MergeDuplicatesPass",
     "ModuleHierarchy",

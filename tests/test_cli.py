@@ -36,7 +36,7 @@ def test_export_preset_and_strip_attributes(tmp_path):
     exe = shutil.which("hiercompile")
     cmd = [exe] if exe else [sys.executable, "-m", "hiercompile"]
     proc = subprocess.run(
-        [*cmd, "export", "bert-tiny", str(out), "--attributes", "--seq-len", "8"],
+        [*cmd, "export", "bert-tiny", str(out), "--attributes", "--functions", "--seq-len", "8"],
         capture_output=True,
         text=True,
         check=False,
@@ -48,11 +48,13 @@ def test_export_preset_and_strip_attributes(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == [
         "hierarchy.json",
         "model.attributes.onnx",
+        "model.functions.onnx",
         "model.onnx",
         "module_dags.json",
         "operations.json",
     ]
     check_spec(out / "model.onnx", out)
+    check_spec(out / "model.functions.onnx")
     with pytest.raises(onnx.checker.ValidationError):
         onnx.checker.check_model(onnx.load(out / "model.attributes.onnx"), full_check=True)
     stripped = tmp_path / "stripped.onnx"
@@ -97,6 +99,9 @@ def test_inspect_extract_verify(bert_export, tmp_path, capsys):
     assert main(["extract", str(out / "model.onnx"), "/BertModel/Pooler", str(tmp_path / "x.onnx")]) == 1
     assert "closest: /BertModel/BertPooler" in capsys.readouterr().err
     assert not (tmp_path / "x.onnx").exists()
+    assert main(["functionize", str(out / "model.onnx"), str(tmp_path / "f.onnx")]) == 0
+    assert "18 module calls of 10 functions" in capsys.readouterr().err.replace("\n", " ")
+    onnx.checker.check_model(onnx.load(tmp_path / "f.onnx"), full_check=True)
 
 
 @pytest.mark.slow

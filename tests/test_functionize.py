@@ -1,0 +1,155 @@
+"""Functions form (SPEC §6): valid, same outputs, shared bodies, exact inline round trip, hard cases."""
+
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import pytest
+import torch
+from conftest import bert_config, bert_inputs, check_spec, run_ir
+from hiercompile.passes import FUNCTION_DOMAIN, InlineFunctionsPass, get_tags
+from torch import nn
+
+import hiercompile
+from hiercompile._tag_onnx import functionize
+
+
+def op_tag_pairs(model: ir.Model) -> collections.Counter:
+    return collections.Counter((n.op_type, tuple(get_tags(n))) for n in model.graph)
+
+
+def check_functions_form(flat: ir.Model, feeds: dict[str, np.ndarray]):
+    """Functionize a copy of ``flat``; check validity, outputs and the inline round trip. Returns the result."""
+    functions = flat.clone()
+    result = functionize(functions)
+    onnx.checker.check_model(ir.to_proto(functions), full_check=True)
+    for got, want in zip(run_ir(functions, feeds), run_ir(flat, feeds), strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-6)
+    for function in functions.functions.values():
+        assert function.domain == FUNCTION_DOMAIN
+        assert all("hiercompile.tag" in n.metadata_props for n in function)
+    round_trip = ir.from_proto(ir.to_proto(functions))
+    InlineFunctionsPass()(round_trip)
+    assert not round_trip.functions
+    assert op_tag_pairs(round_trip) == op_tag_pairs(flat)
+    return functions, result
+
+
+def test_bert_tiny(bert_export, tmp_path):
+    _, inputs, flat_result, _ = bert_export
+    feeds = {k: v.numpy() for k, v in inputs.items()}
+    functions, result = check_functions_form(flat_result.model, feeds)
+    names = [f.name for f in functions.functions.values()]
+    assert names.count("BertLayer") == 1 and "BertLayer_2" not in names  # both layers share one body
+    calls = [n for f in functions.functions.values() for n in f if n.domain == FUNCTION_DOMAIN]
+    layer_calls = [n for n in calls if n.op_type == "BertLayer"]
+    assert sorted(n.metadata_props["hiercompile.tag"] for n in layer_calls) == ["BertLayer.0", "BertLayer.1"]
+    (top,) = list(functions.graph)
+    assert top.metadata_props["hiercompile.tag"] == "/BertModel" and top.op_type == "BertModel"
+    assert not result.inline
+    ir.save(functions, tmp_path / "f.onnx")
+    check_spec(tmp_path / "f.onnx")
+    from_functions = hiercompile.HierarchyRetriever(tmp_path / "f.onnx")  # reads the functions form too
+    from_flat = hiercompile.HierarchyRetriever(flat_result.model)
+    assert from_functions.modules() == from_flat.modules()
+    for tag in from_flat.modules():
+        assert from_functions.op_types(tag, recursive=False) == from_flat.op_types(tag, recursive=False)
+
+
+class Pair(nn.Module):
+    def forward(self, x):
+        return x + 1, x * 2  # two outputs, used by different consumers
+
+
+class Twice(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return torch.tanh(self.lin(x))
+
+
+class Hard(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.pair = Pair()
+        self.twice = Twice()
+        self.last = Twice()
+
+    def forward(self, x):
+        a, b = self.pair(x)
+        y = self.twice(a) * 3  # the root's op sits between the two calls of `twice`
+        y = self.twice(y + b)
+        return self.last(y), a  # `last`'s output and `pair`'s output are model outputs
+
+
+def test_multi_output_graph_output_and_a_module_called_twice():
+    torch.manual_seed(0)
+    model = Hard().eval()
+    x = torch.randn(2, 4)
+    flat = hiercompile.export(model, (x,)).model
+    functions, result = check_functions_form(flat, {"x": x.numpy()})
+    assert set(result.inline) == {"/Hard/Twice.twice"}  # twice(root(twice(.))) is not convex: left inline
+    assert {"/Hard/Pair", "/Hard/Twice.last", "/Hard"} <= set(result.functions)
+    pair = next(f for f in functions.functions.values() if f.name == "Pair")
+    assert len(pair.outputs) == 2
+    twice_nodes = [n for f in functions.functions.values() if f.name == "Hard" for n in f]
+    assert {tuple(get_tags(n)) for n in twice_nodes if n.domain != FUNCTION_DOMAIN} >= {("Twice.twice",), ("",)}
+
+
+def test_non_convex_module_on_a_hand_built_graph():
+    text = """
+    <ir_version: 10, opset_import: ["" : 20]>
+    g (float[3] x) => (float[3] y) {
+        a1 = Relu (x)
+        p = Neg (a1)
+        a2 = Add (p, a1)
+        y = Abs (a2)
+    }
+    """
+    model = ir.from_onnx_text(text)
+    model.metadata_props["hiercompile.hierarchy"] = (
+        '{"/M": {"class": "M", "module": "", "parent": null}, "/M/A": {"class": "A", "module": "a", "parent": "/M"}}'
+    )
+    for node, tag in zip(model.graph, ["/M/A", "/M", "/M/A", "/M"], strict=True):
+        node.metadata_props["hiercompile.tag"] = tag
+    functions, result = check_functions_form(model, {"x": np.array([-1.0, 0.5, 2.0], dtype=np.float32)})
+    assert result.inline == {"/M/A": "its ops are not convex: a path leaves the module and comes back"}
+    assert list(result.functions) == ["/M"]
+    body = next(iter(functions.functions.values()))
+    assert [tuple(get_tags(n)) for n in body] == [("A",), ("",), ("A",), ("",)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["vit", "gpt2"])
+def test_other_architectures(name):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent / "zoo"))
+    from models import build
+
+    model, inputs = build(name)
+    flat = hiercompile.export(model, (), inputs).model
+    feeds = {k: v.numpy() for k, v in inputs.items() if isinstance(v, torch.Tensor)}
+    _, result = check_functions_form(flat, feeds)
+    assert not result.inline
+
+
+@pytest.mark.slow
+def test_twelve_layers_share_one_body():
+    from transformers import BertModel
+
+    torch.manual_seed(0)
+    model = BertModel(bert_config(layers=12)).eval()
+    flat = hiercompile.export(model, (), bert_inputs()).model
+    functions = flat.clone()
+    functionize(functions)
+    names = [f.name for f in functions.functions.values()]
+    assert names.count("BertLayer") == 1 and not any(n.startswith("BertLayer_") for n in names)
+    total = len(functions.graph) + sum(len(f) for f in functions.functions.values())
+    assert total * 5 <= len(flat.graph)
