@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import onnx_ir as ir
+import onnx_ir.passes.common as common_passes
 import onnxruntime as ort
 import torch
 from torch import nn
@@ -95,6 +96,8 @@ def _capture_outputs(
 def _run_exposing_values(model: ir.Model, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Run ``model`` in ONNX Runtime with every node output exposed; value name -> array."""
     exposed = model.clone()
+    if any(v.type is None for n in exposed.graph for v in n.outputs):
+        common_passes.ShapeInferencePass()(exposed)  # types for values a graph output must declare
     present = set(exposed.graph.outputs)
     for node in exposed.graph:
         for value in node.outputs:
