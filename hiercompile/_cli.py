@@ -54,13 +54,26 @@ def _summary(result, written: list[Path]) -> None:
 
 def cmd_export(ns: argparse.Namespace) -> None:
     from ._export import export
-    from ._models import example_inputs, load_model
+    from ._models import dynamic_shapes_for, example_inputs, load_model
 
     loaded = load_model(ns.model)
     note = " [yellow](random weights)[/yellow]" if loaded.random_weights else ""
     console.print(f"model: {loaded.source}{note}")
-    kwargs = example_inputs(loaded.model, batch=ns.batch, seq_len=ns.seq_len)
-    result = export(loaded.model, (), kwargs, attributes=ns.attributes, functions=ns.functions, progress=_progress)
+    axes = ns.dynamic.split(",") if ns.dynamic else []
+    # torch.export specializes a size-1 dimension, so a dynamic axis needs an example of 2 or more
+    batch = max(ns.batch, 2) if "batch" in axes else ns.batch
+    kwargs = example_inputs(loaded.model, batch=batch, seq_len=max(ns.seq_len, 2) if "seq" in axes else ns.seq_len)
+    dynamic = dynamic_shapes_for(kwargs, axes) if axes else None
+    result = export(
+        loaded.model,
+        (),
+        kwargs,
+        dynamic_shapes=dynamic,
+        attributes=ns.attributes,
+        functions=ns.functions,
+        external_data=ns.external_data or None,
+        progress=_progress,
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         written = result.save(ns.output)
@@ -171,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output", help="directory for model.onnx and the JSON side files")
     p.add_argument("--attributes", action="store_true", help="also write model.attributes.onnx (invalid ONNX)")
     p.add_argument("--functions", action="store_true", help="also write model.functions.onnx: modules as functions")
+    p.add_argument("--dynamic", metavar="AXES", help="dynamic axes, comma-separated: batch, seq (e.g. batch,seq)")
+    p.add_argument("--external-data", action="store_true", help="store weights in model.onnx.data (automatic > 2 GB)")
     p.add_argument("--seq-len", type=int, default=16, help="sequence length of the example inputs (default 16)")
     p.add_argument("--batch", type=int, default=1, help="batch size of the example inputs (default 1)")
     p.set_defaults(func=cmd_export)

@@ -50,6 +50,7 @@ class ExportResult:
         timings: seconds per step.
         attributes: whether :meth:`save` also writes the attribute form.
         functions: whether :meth:`save` also writes the functions form.
+        external_data: weights in ``<model file>.data`` (None: only past protobuf's 2 GB limit).
     """
 
     model: ir.Model
@@ -60,6 +61,7 @@ class ExportResult:
     timings: dict[str, float]
     attributes: bool = False
     functions: bool = False
+    external_data: bool | None = None
 
     @property
     def coverage(self) -> float:
@@ -94,15 +96,15 @@ class ExportResult:
         """
         output = Path(output)
         if output.suffix == ".onnx":
-            return write_files(output.parent, {output.name: onnx_writer(self.model)})
+            return write_files(output.parent, {output.name: onnx_writer(self.model, self.external_data)})
         files = {
-            MODEL_FILE: onnx_writer(self.model),
+            MODEL_FILE: onnx_writer(self.model, self.external_data),
             "hierarchy.json": json_writer(self.hierarchy),
             "module_dags.json": json_writer(self.dags_json()),
             "operations.json": json_writer(self.operations),
         }
         if self.functions:
-            files[FUNCTIONS_FILE] = onnx_writer(self.functions_model())
+            files[FUNCTIONS_FILE] = onnx_writer(self.functions_model(), self.external_data)
         if self.attributes:
             warnings.warn(
                 f"{ATTRIBUTES_FILE} carries tags as node attributes: onnx.checker and ONNX Runtime reject it. "
@@ -110,7 +112,7 @@ class ExportResult:
                 AttributesWarning,
                 stacklevel=2,
             )
-            files[ATTRIBUTES_FILE] = onnx_writer(self.attributes_model())
+            files[ATTRIBUTES_FILE] = onnx_writer(self.attributes_model(), self.external_data)
         return write_files(output, files)
 
 
@@ -140,6 +142,8 @@ def export(
     dynamic_shapes: Any = None,
     attributes: bool = False,
     functions: bool = False,
+    scoped_names: bool = True,
+    external_data: bool | None = None,
     progress: Progress | None = None,
 ) -> ExportResult:
     """Export ``model`` to ONNX with every op tagged by the module it ran in.
@@ -152,14 +156,18 @@ def export(
         dynamic_shapes: passed to ``torch.export.export``.
         attributes: also write ``model.attributes.onnx`` with the seed notes' node attributes.
         functions: also write ``model.functions.onnx``, each module a local function.
+        scoped_names: name nodes ``/module/path/OpType_n`` (the exporter's names stay in metadata).
+        external_data: save weights beside the model (None: only when they exceed 2 GB).
         progress: called as each step starts and ends.
     """
     kwargs = dict(kwargs or {})
     step = _Steps(progress)
     with step("capture"):
         program = capture(model, args, kwargs, dynamic_shapes)
-    result = export_program(program, ModuleHierarchy(model, keep), step=step, attributes=attributes)
+    hierarchy = ModuleHierarchy(model, keep)
+    result = export_program(program, hierarchy, step=step, attributes=attributes, scoped_names=scoped_names)
     result.functions = functions
+    result.external_data = external_data
     if output is not None:
         result.save(output)
     return result
@@ -172,6 +180,7 @@ def export_program(
     step: _Steps | None = None,
     attributes: bool = False,
     normalize_path: Callable[[str], str] = str,
+    scoped_names: bool = True,
 ) -> ExportResult:
     """Tag, lower, carry and derive: everything after capture, shared with the compile backend.
 
@@ -189,6 +198,7 @@ def export_program(
             fx_tags=fx_tags,
             hierarchy=_derive.hierarchy_metadata(hierarchy),
             root_tag=hierarchy.root.tag,
+            scoped_names=scoped_names,
         )
     with step("derive"):
         graph = _derive.data_flow_graph(onnx_model.graph)

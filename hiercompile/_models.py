@@ -133,3 +133,25 @@ def example_inputs(model: nn.Module, *, batch: int = 1, seq_len: int = 16) -> di
             "use the Python API, hiercompile.export(model, args, kwargs), with your own inputs"
         )
     return inputs
+
+
+DYNAMIC_AXES = ("batch", "seq")
+
+
+def dynamic_shapes_for(inputs: dict[str, object], axes: list[str]) -> dict[str, dict | None]:
+    """``dynamic_shapes`` for torch.export: dim 0 of every tensor for ``batch``, dim 1 of 2-D inputs for ``seq``."""
+    unknown = sorted(set(axes) - set(DYNAMIC_AXES))
+    if unknown:
+        raise InputError(f"unknown dynamic axes {unknown}; choose from {', '.join(DYNAMIC_AXES)}")
+    shapes: dict[str, dict | None] = {}
+    for name, value in inputs.items():
+        if not isinstance(value, torch.Tensor):
+            shapes[name] = None
+            continue
+        dims = {}
+        if "batch" in axes:
+            dims[0] = torch.export.Dim.DYNAMIC
+        if "seq" in axes and value.dim() == 2:
+            dims[1] = torch.export.Dim.DYNAMIC
+        shapes[name] = dims or None
+    return shapes

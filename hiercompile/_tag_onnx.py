@@ -27,12 +27,19 @@ from .passes import (
     HierarchyMetadataPass,
     InheritTagsPass,
     MergeDuplicatesPass,
+    ScopedNamesPass,
     TagInitializersPass,
 )
 
 
 def tag_onnx_model(
-    model: ir.Model, *, fx_tags: dict[str, str], hierarchy: dict[str, dict], root_tag: str, optimize: bool = True
+    model: ir.Model,
+    *,
+    fx_tags: dict[str, str],
+    hierarchy: dict[str, dict],
+    root_tag: str,
+    optimize: bool = True,
+    scoped_names: bool = True,
 ) -> None:
     """Tag ``model`` in place from ``fx_tags`` ({FX node name: tag}) and optimize it."""
     optimizer = [
@@ -67,6 +74,7 @@ def tag_onnx_model(
         InheritTagsPass(fallback_tag=root_tag),  # nodes it made from nothing; then 100% or an error
         TagInitializersPass(fallback_tag=root_tag),
         HierarchyMetadataPass(hierarchy, __version__),
+        *([ScopedNamesPass({tag: entry["module"] for tag, entry in hierarchy.items()})] if scoped_names else []),
     )
     folding_logger = logging.getLogger(_constant_folding.__name__)
     level = folding_logger.level

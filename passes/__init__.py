@@ -11,6 +11,7 @@ from .hierarchy_metadata import HierarchyMetadataPass
 from .inherit_tags import InheritTagsPass, UnmappedNodesError
 from .merge_duplicates import MergeDuplicatesPass
 from .module_tags import KeepPredicate, ModuleHierarchy, ModuleInfo, is_kept
+from .scoped_names import ORIGINAL_NAME_KEY, ScopedNamesPass
 from .tag_attributes import AddTagAttributesPass, StripTagAttributesPass
 from .tag_initializers import TagInitializersPass
 from .tags import HIERARCHY_KEY, TAG_KEY, TAGS_KEY, VERSION_KEY, get_tags, is_under, set_node_tags
@@ -19,6 +20,7 @@ __all__ = [
     "FUNCTION_DOMAIN",
     "FX_TAG_KEY",
     "HIERARCHY_KEY",
+    "ORIGINAL_NAME_KEY",
     "TAGS_KEY",
     "TAG_KEY",
     "VERSION_KEY",
@@ -34,6 +36,7 @@ __all__ = [
     "MergeDuplicatesPass",
     "ModuleHierarchy",
     "ModuleInfo",
+    "ScopedNamesPass",
     "StripTagAttributesPass",
     "TagInitializersPass",
     "UnmappedNodesError",

@@ -18,13 +18,14 @@ from .tags import inherit_tags
 
 FX_TAG_KEY = "hiercompile.tag"
 _OPS = ("call_function", "call_method", "call_module")
+# torch.export's placeholder for "no module stack" on ops it creates itself (symbolic shape checks)
+_EMPTY_STACK = "_empty_nn_module_stack_from_metadata_hook"
 
 
 def _stack_paths(node: fx.Node, normalize: Callable[[str], str]) -> list[str] | None:
-    stack = node.meta.get("nn_module_stack")
-    if not stack:
-        return None
-    return [normalize(path) for path, _cls in stack.values()]
+    stack = node.meta.get("nn_module_stack") or {}
+    paths = [normalize(path) for path, _cls in stack.values() if path != _EMPTY_STACK]
+    return paths or None
 
 
 def tag_fx_graph(
@@ -42,7 +43,8 @@ def tag_fx_graph(
     2. A node with an ``nn_module_stack`` gets the tag of the innermost kept module
        on it (:meth:`ModuleHierarchy.tag_of_stack`); ``normalize_path`` turns the
        stack's paths into ``named_modules()`` paths (dynamo writes ``L['self'].a[0]``).
-    3. A node without a stack (created by a tracer outside any module call) takes
+    3. A node without a stack (created by a tracer outside any module call, or with
+       torch.export's empty-stack placeholder) takes
        the innermost module enclosing all its tagged users; with no tagged user,
        the innermost module enclosing its tagged inputs; with neither, the root.
 

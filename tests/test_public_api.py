@@ -25,7 +25,19 @@ def test_public_names():
 
 def test_export_signature():
     params = inspect.signature(hiercompile.export).parameters
-    assert list(params) == ["model", "args", "kwargs", "output", "keep", "dynamic_shapes", "attributes", "progress"]
+    assert list(params) == [
+        "model",
+        "args",
+        "kwargs",
+        "output",
+        "keep",
+        "dynamic_shapes",
+        "attributes",
+        "functions",
+        "scoped_names",
+        "external_data",
+        "progress",
+    ]
     assert all(params[p].kind is inspect.Parameter.KEYWORD_ONLY for p in ["keep", "dynamic_shapes", "attributes"])
 
 
