@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import statistics
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -66,3 +68,10 @@ def write_result(name: str, text: str) -> Path:
     path.parent.mkdir(exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def quiet() -> None:
+    """Silence the exporters' warnings and progress logs, which would drown the tables."""
+    for logger in ("torch.onnx", "onnxscript", "torch._dynamo"):
+        logging.getLogger(logger).setLevel(logging.ERROR)
+    warnings.simplefilter("ignore")

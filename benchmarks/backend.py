@@ -10,14 +10,12 @@ Target: the backend no slower than eager at steady state.
 from __future__ import annotations
 
 import argparse
-import logging
 import platform
 import sys
 import time
-import warnings
 
 import torch
-from _measure import markdown_table, write_result
+from _measure import markdown_table, quiet, write_result
 from export_overhead import CONFIGS
 from transformers import BertConfig, BertModel
 
@@ -55,9 +53,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=30)
     ns = parser.parse_args()
-    for logger in ("torch.onnx", "onnxscript", "torch._dynamo"):
-        logging.getLogger(logger).setLevel(logging.ERROR)
-    warnings.simplefilter("ignore")
+    quiet()
     rows = []
     for name in CONFIGS:
         for batch in (1, 8):

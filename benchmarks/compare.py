@@ -13,16 +13,14 @@ Writes benchmarks/results/compare.md and two PNG charts.
 from __future__ import annotations
 
 import argparse
-import logging
 import statistics
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import torch
-from _measure import alternate, markdown_table, median, write_result
+from _measure import alternate, markdown_table, median, quiet, write_result
 from baselines.hook_tagging import hook_export
 from export_overhead import CONFIGS, plain_export
 from transformers import BertConfig, BertModel
@@ -221,9 +219,7 @@ def render(rows: list[dict], scale: list[dict], runs: int) -> str:
 
 
 def run(models: list[str], runs: int, with_scaling: bool) -> tuple[list[dict], list[dict]]:
-    for logger in ("torch.onnx", "onnxscript"):
-        logging.getLogger(logger).setLevel(logging.ERROR)
-    warnings.simplefilter("ignore")
+    quiet()
     with tempfile.TemporaryDirectory() as tmp:
         rows = []
         for name in models:

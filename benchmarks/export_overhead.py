@@ -11,15 +11,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import logging
 import platform
 import sys
 import tempfile
-import warnings
 from pathlib import Path
 
 import torch
-from _measure import alternate, markdown_table, median, write_result
+from _measure import alternate, markdown_table, median, quiet, write_result
 from transformers import BertConfig, BertModel
 
 import hiercompile
@@ -56,9 +54,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--models", default=",".join(CONFIGS))
     ns = parser.parse_args()
-    for logger in ("torch.onnx", "onnxscript"):
-        logging.getLogger(logger).setLevel(logging.ERROR)
-    warnings.simplefilter("ignore")
+    quiet()
     rows = []
     for name in ns.models.split(","):
         rows.append(bench(name, ns.runs))

@@ -9,20 +9,18 @@ Target: inference latency of the functions form <= 1.02x flat.
 from __future__ import annotations
 
 import argparse
-import logging
 import platform
 import statistics
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 import onnx_ir as ir
 import onnxruntime as ort
 import torch
-from _measure import markdown_table, write_result
+from _measure import markdown_table, quiet, write_result
 from export_overhead import CONFIGS
 from transformers import BertConfig, BertModel
 
@@ -79,9 +77,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=20)
     ns = parser.parse_args()
-    for logger in ("torch.onnx", "onnxscript"):
-        logging.getLogger(logger).setLevel(logging.ERROR)
-    warnings.simplefilter("ignore")
+    quiet()
     with tempfile.TemporaryDirectory() as tmp:
         rows = [bench(name, ns.runs, Path(tmp)) for name in CONFIGS]
     header = [
