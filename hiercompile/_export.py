@@ -21,7 +21,7 @@ from ._errors import TagError
 from ._io import json_writer, onnx_writer, write_files
 from ._lower import lower
 from ._tag_onnx import functionize, tag_onnx_model
-from .passes import AddTagAttributesPass, KeepPredicate, ModuleHierarchy, tag_fx_graph
+from .passes import AddTagAttributesPass, KeepPredicate, ModuleHierarchy, call_indices, tag_fx_graph
 
 STEPS = ("capture", "tag", "lower", "carry", "derive")
 MODEL_FILE = "model.onnx"
@@ -196,6 +196,7 @@ def export_program(
         tag_onnx_model(
             onnx_model,
             fx_tags=fx_tags,
+            fx_calls=call_indices(decomposed.graph),
             hierarchy=_derive.hierarchy_metadata(hierarchy),
             root_tag=hierarchy.root.tag,
             scoped_names=scoped_names,

@@ -36,12 +36,16 @@ def tag_onnx_model(
     model: ir.Model,
     *,
     fx_tags: dict[str, str],
+    fx_calls: dict[str, dict[str, int]] | None = None,
     hierarchy: dict[str, dict],
     root_tag: str,
     optimize: bool = True,
     scoped_names: bool = True,
 ) -> None:
-    """Tag ``model`` in place from ``fx_tags`` ({FX node name: tag}) and optimize it."""
+    """Tag ``model`` in place from ``fx_tags`` ({FX node name: tag}) and optimize it.
+
+    ``fx_calls`` ({FX node name: {tag: k}}) marks ops of repeated module calls.
+    """
     optimizer = [
         common_passes.InlinePass(),
         ir.passes.PassManager(
@@ -68,9 +72,9 @@ def tag_onnx_model(
         common_passes.NameFixPass(),
     ]
     passes = ir.passes.Sequential(
-        CarryTagsPass(fx_tags),
+        CarryTagsPass(fx_tags, fx_calls),
         *(optimizer if optimize else []),
-        CarryTagsPass(fx_tags),  # nodes the optimizer rebuilt from exporter nodes
+        CarryTagsPass(fx_tags, fx_calls),  # nodes the optimizer rebuilt from exporter nodes
         InheritTagsPass(fallback_tag=root_tag),  # nodes it made from nothing; then 100% or an error
         TagInitializersPass(fallback_tag=root_tag),
         HierarchyMetadataPass(hierarchy, __version__),

@@ -5,10 +5,11 @@ from __future__ import annotations
 __all__ = ["NAME_SCOPES_KEY", "CarryTagsPass"]
 
 import ast
+import json
 
 import onnx_ir as ir
 
-from .tags import TAG_KEY, set_node_tags
+from .tags import CALLS_KEY, TAG_KEY, set_node_tags
 
 # The dynamo exporter writes, on every node it emits, the module path scopes and,
 # last, the name of the FX node the ONNX node was translated from.
@@ -23,13 +24,16 @@ class CarryTagsPass(ir.passes.InPlacePass):
     1. The FX node of an ONNX node is the last entry of its
        ``pkg.torch.onnx.name_scopes`` metadata; the node gets that FX node's tag.
     2. A node that already has a tag keeps it.
-    3. A node without exporter metadata (an optimizer made it) is left to
+    3. A node whose FX node ran in a repeated module call (``fx_calls``) also gets
+       ``hiercompile.calls``: JSON ``{tag: k}``, read by the functions form.
+    4. A node without exporter metadata (an optimizer made it) is left to
        :class:`InheritTagsPass`, which also fails on any node still untagged.
     """
 
-    def __init__(self, fx_tags: dict[str, str]) -> None:
+    def __init__(self, fx_tags: dict[str, str], fx_calls: dict[str, dict[str, int]] | None = None) -> None:
         super().__init__()
         self.fx_tags = fx_tags
+        self.fx_calls = fx_calls or {}
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         modified = False
@@ -39,5 +43,7 @@ class CarryTagsPass(ir.passes.InPlacePass):
             fx_name = ast.literal_eval(node.metadata_props[NAME_SCOPES_KEY])[-1]
             if fx_name in self.fx_tags:
                 set_node_tags(node, [self.fx_tags[fx_name]])
+                if fx_name in self.fx_calls:
+                    node.metadata_props[CALLS_KEY] = json.dumps(self.fx_calls[fx_name], sort_keys=True)
                 modified = True
         return ir.passes.PassResult(model, modified=modified)

@@ -10,7 +10,7 @@ import json
 import onnx_ir as ir
 from onnx_ir import _cloner
 
-from .tags import HIERARCHY_KEY, TAG_KEY, common_ancestor, get_tags, is_under, set_node_tags
+from .tags import CALLS_KEY, HIERARCHY_KEY, TAG_KEY, common_ancestor, get_calls, get_tags, is_under, set_node_tags
 
 FUNCTION_DOMAIN = "hiercompile"
 
@@ -19,8 +19,9 @@ FUNCTION_DOMAIN = "hiercompile"
 class FunctionizeResult(ir.passes.PassResult):
     """Which modules became functions, and which stayed inline and why."""
 
-    functions: dict[str, str] = dataclasses.field(default_factory=dict)  # tag -> function name
-    inline: dict[str, str] = dataclasses.field(default_factory=dict)  # tag -> reason
+    # call name (the tag; ``tag@k`` for the k-th repeated call of one instance) -> function name
+    functions: dict[str, str] = dataclasses.field(default_factory=dict)
+    inline: dict[str, str] = dataclasses.field(default_factory=dict)  # call name -> reason
 
 
 def _owner(node: ir.Node) -> str | None:
@@ -84,6 +85,10 @@ class FunctionizePass(ir.passes.InPlacePass):
        share one function, named by class: ``Block``, ``Block_2`` for a different body.
     6. Call nodes in the main graph carry the instance's full tag; initializer tags
        do not change.
+    7. An instance that runs several times gives one call per run: members are
+       grouped by their call index of the module (``hiercompile.calls``, 0 when
+       absent), and the k-th call (k >= 1) is named ``<tag>@k``. Each call is
+       outlined on its own, so runs of one instance share one body.
     """
 
     def call(self, model: ir.Model) -> FunctionizeResult:
@@ -92,22 +97,28 @@ class FunctionizePass(ir.passes.InPlacePass):
         bodies: dict[tuple, str] = {}
         result = FunctionizeResult(model, modified=False)
         for tag in sorted(hierarchy, key=lambda t: -t.count("/")):
-            members = {n for n in graph if (owner := _owner(n)) is not None and is_under(owner, tag)}
-            if not members:
-                continue
-            if not _is_convex(members):
-                result.inline[tag] = "its ops are not convex: a path leaves the module and comes back"
-                continue
-            result.functions[tag] = self._outline(model, tag, members, bodies)
-            result.modified = True
-            graph.sort()
+            runs: dict[int, set[ir.Node]] = {}
+            for node in graph:
+                if (owner := _owner(node)) is not None and is_under(owner, tag):
+                    runs.setdefault(get_calls(node).get(tag, 0), set()).add(node)
+            for index, members in sorted(runs.items()):
+                name = f"{tag}@{index}" if index else tag
+                if not _is_convex(members):
+                    result.inline[name] = "its ops are not convex: a path leaves the module and comes back"
+                    continue
+                result.functions[name] = self._outline(model, tag, name, members, bodies)
+                result.modified = True
+                graph.sort()
         if result.modified:
             model.opset_imports[FUNCTION_DOMAIN] = 1
         return result
 
-    def _outline(self, model: ir.Model, tag: str, members: set[ir.Node], bodies: dict[tuple, str]) -> str:
+    def _outline(
+        self, model: ir.Model, tag: str, name: str, members: set[ir.Node], bodies: dict[tuple, str]
+    ) -> str:
         graph = model.graph
         ordered = [n for n in graph if n in members]
+        outer_calls = {t: k for t, k in get_calls(ordered[0]).items() if t != tag and is_under(tag, t)}
         inputs: dict[ir.Value, ir.Value] = {}
         refs: dict[ir.Value, tuple] = {}
         signature = []
@@ -149,9 +160,11 @@ class FunctionizePass(ir.passes.InPlacePass):
             bodies[key],
             inputs=list(inputs),
             outputs=call_outputs,
-            name=tag,
+            name=name,
             metadata_props={TAG_KEY: tag},
         )
+        if outer_calls:  # the call itself runs in a repeated call of an ancestor
+            call.metadata_props[CALLS_KEY] = json.dumps(outer_calls, sort_keys=True)
         graph.append(call)
         if not new_body:
             for node in ordered:  # the shared body already exists: drop this copy's uses
@@ -164,6 +177,7 @@ class FunctionizePass(ir.passes.InPlacePass):
                     node.replace_input_with(position, inputs[value])
             relative = [_relative(t, tag) for t in get_tags(node)]
             node.metadata_props.pop(TAG_KEY, None)
+            node.metadata_props.pop(CALLS_KEY, None)  # which run it is belongs to the call, not the body
             if relative:
                 set_node_tags(node, relative)
         function = ir.Function(

@@ -119,10 +119,13 @@ class ModuleHierarchy:
         """
         tag = self.root.tag
         for path in paths:
-            info = self._by_id.get(id(self._by_path[path]))
-            if info is not None:
-                tag = info.tag
+            tag = self.tag_of_path(path) or tag
         return tag
+
+    def tag_of_path(self, path: str) -> str | None:
+        """The tag of the module at ``path`` if it is kept, else None; ``KeyError`` if there is none."""
+        info = self._by_id.get(id(self._by_path[path]))
+        return info.tag if info is not None else None
 
 
 def _unique_segments(ancestor: str, paths: list[str], modules: dict[str, nn.Module]) -> dict[str, str]:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 __all__ = [
+    "CALLS_KEY",
     "HIERARCHY_KEY",
     "TAGS_KEY",
     "TAG_KEY",
     "VERSION_KEY",
     "common_ancestor",
+    "get_calls",
     "get_tags",
     "inherit_tags",
     "is_under",
@@ -26,6 +28,7 @@ TAG_KEY = "hiercompile.tag"
 TAGS_KEY = "hiercompile.tags"
 HIERARCHY_KEY = "hiercompile.hierarchy"
 VERSION_KEY = "hiercompile.version"
+CALLS_KEY = "hiercompile.calls"  # JSON {tag: k}: the node ran in the k-th call (k >= 1) of that module
 
 
 def get_tags(obj: ir.Node | ir.Value) -> list[str]:
@@ -34,6 +37,11 @@ def get_tags(obj: ir.Node | ir.Value) -> list[str]:
     if TAGS_KEY in props:
         return json.loads(props[TAGS_KEY])
     return [props[TAG_KEY]] if TAG_KEY in props else []
+
+
+def get_calls(node: ir.Node) -> dict[str, int]:
+    """``{tag: k}`` for each module the node ran in for the k-th time (k >= 1); ``{}`` for first calls."""
+    return json.loads(node.metadata_props.get(CALLS_KEY, "{}"))
 
 
 def metadata_of(obj: ir.Node | ir.Value) -> dict[str, str]:

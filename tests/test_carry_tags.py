@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import onnx_ir as ir
-from hiercompile.passes import CarryTagsPass, get_tags
+from hiercompile.passes import CarryTagsPass, get_calls, get_tags
 
 TEXT = """
 <ir_version: 10, opset_import: ["" : 20]>
@@ -40,3 +40,9 @@ def test_unmapped_nodes_stay_untagged():
     model = _model({"Add": "fx_add", "Mul": "fx_unknown"})
     CarryTagsPass({"fx_add": "/M/A"})(model)
     assert {n.op_type: get_tags(n) for n in model.graph} == {"Constant": [], "Add": ["/M/A"], "Mul": []}
+
+
+def test_call_indices_of_repeated_module_calls_are_carried():
+    model = _model({"Add": "fx_add", "Mul": "fx_mul"})
+    CarryTagsPass({"fx_add": "/M/A", "fx_mul": "/M"}, {"fx_add": {"/M/A": 1}})(model)
+    assert {n.op_type: get_calls(n) for n in model.graph} == {"Constant": {}, "Add": {"/M/A": 1}, "Mul": {}}

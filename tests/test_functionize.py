@@ -87,18 +87,72 @@ class Hard(nn.Module):
         return self.last(y), a  # `last`'s output and `pair`'s output are model outputs
 
 
+def calls_in(functions: ir.Model, body: str) -> list[tuple[str, str, str]]:
+    """(call name, function, relative tag) of the function calls in the body of function ``body``."""
+    function = next(f for f in functions.functions.values() if f.name == body)
+    return [(n.name, n.op_type, n.metadata_props["hiercompile.tag"]) for n in function if n.domain == FUNCTION_DOMAIN]
+
+
 def test_multi_output_graph_output_and_a_module_called_twice():
     torch.manual_seed(0)
     model = Hard().eval()
     x = torch.randn(2, 4)
     flat = hiercompile.export(model, (x,)).model
     functions, result = check_functions_form(flat, {"x": x.numpy()})
-    assert set(result.inline) == {"/Hard/Twice.twice"}  # twice(root(twice(.))) is not convex: left inline
-    assert {"/Hard/Pair", "/Hard/Twice.last", "/Hard"} <= set(result.functions)
+    assert not result.inline
+    # twice(root(twice(.))): each run of `twice` is its own call, both of the body `last` uses too
+    assert result.functions == {
+        "/Hard/Pair": "Pair",
+        "/Hard/Twice.last": "Twice",
+        "/Hard/Twice.twice": "Twice",
+        "/Hard/Twice.twice@1": "Twice",
+        "/Hard": "Hard",
+    }
+    assert calls_in(functions, "Hard") == [
+        ("/Hard/Pair", "Pair", "Pair"),
+        ("/Hard/Twice.twice", "Twice", "Twice.twice"),
+        ("/Hard/Twice.twice@1", "Twice", "Twice.twice"),
+        ("/Hard/Twice.last", "Twice", "Twice.last"),
+    ]
     pair = next(f for f in functions.functions.values() if f.name == "Pair")
     assert len(pair.outputs) == 2
-    twice_nodes = [n for f in functions.functions.values() if f.name == "Hard" for n in f]
-    assert {tuple(get_tags(n)) for n in twice_nodes if n.domain != FUNCTION_DOMAIN} >= {("Twice.twice",), ("",)}
+
+
+class Outer(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = Twice()
+
+    def forward(self, x):
+        return self.inner(x) + 1
+
+
+class Repeat(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.outer = Outer()
+
+    def forward(self, x):
+        return self.outer(self.outer(x))  # the same instance, twice in a row, with a child
+
+
+def test_an_instance_run_twice_in_a_row_gives_two_calls_with_nested_calls():
+    torch.manual_seed(0)
+    x = torch.randn(2, 4)
+    flat = hiercompile.export(Repeat().eval(), (x,)).model
+    functions, result = check_functions_form(flat, {"x": x.numpy()})
+    assert result.functions == {
+        "/Repeat/Outer/Twice": "Twice",
+        "/Repeat/Outer/Twice@1": "Twice",
+        "/Repeat/Outer": "Outer",
+        "/Repeat/Outer@1": "Outer",
+        "/Repeat": "Repeat",
+    }
+    assert calls_in(functions, "Repeat") == [
+        ("/Repeat/Outer", "Outer", "Outer"),
+        ("/Repeat/Outer@1", "Outer", "Outer"),
+    ]
+    assert [name for name, *_ in calls_in(functions, "Outer")] == ["/Repeat/Outer/Twice"]  # one shared body
 
 
 def test_non_convex_module_on_a_hand_built_graph():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from hiercompile.passes import FX_TAG_KEY, ModuleHierarchy, tag_fx_graph
+from hiercompile.passes import FX_TAG_KEY, ModuleHierarchy, call_indices, tag_fx_graph
 from torch import fx, nn
 
 
@@ -38,6 +38,30 @@ def test_tags_follow_the_module_stack():
     assert by_target["aten.sigmoid.default"] == ["/Outer/Inner.a", "/Outer/Inner.b"]
     assert by_target["aten.linear.default"] == ["/Outer/Inner.a", "/Outer/Inner.b"]  # Linear folds into Inner
     assert by_target["aten.mul.Tensor"] == ["/Outer"]
+
+
+class Again(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = Outer()
+
+    def forward(self, x):
+        return self.a(self.a(x))  # every module under `a` runs twice
+
+
+def test_repeated_calls_keep_one_tag_and_record_the_call_index():
+    model = Again()
+    program = torch.export.export(model, (torch.randn(2, 4),), strict=False)
+    tags = tag_fx_graph(program.graph, ModuleHierarchy(model))
+    calls = call_indices(program.graph)
+    sigmoids = [n.name for n in program.graph.nodes if n.target == torch.ops.aten.sigmoid.default]
+    assert [tags[n] for n in sigmoids] == ["/Again/Outer/Inner.a", "/Again/Outer/Inner.b"] * 2
+    assert [calls.get(n, {}) for n in sigmoids] == [
+        {},
+        {},
+        {"/Again/Outer": 1, "/Again/Outer/Inner.a": 1},
+        {"/Again/Outer": 1, "/Again/Outer/Inner.b": 1},
+    ]
 
 
 def test_existing_tags_are_kept():
