@@ -113,9 +113,7 @@ class FunctionizePass(ir.passes.InPlacePass):
             model.opset_imports[FUNCTION_DOMAIN] = 1
         return result
 
-    def _outline(
-        self, model: ir.Model, tag: str, name: str, members: set[ir.Node], bodies: dict[tuple, str]
-    ) -> str:
+    def _outline(self, model: ir.Model, tag: str, name: str, members: set[ir.Node], bodies: dict[tuple, str]) -> str:
         graph = model.graph
         ordered = [n for n in graph if n in members]
         outer_calls = {t: k for t, k in get_calls(ordered[0]).items() if t != tag and is_under(tag, t)}

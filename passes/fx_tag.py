@@ -86,6 +86,4 @@ def tag_fx_graph(
 
 def call_indices(graph: fx.Graph) -> dict[str, dict[str, int]]:
     """``{node name: {tag: k}}`` for the ops :func:`tag_fx_graph` found in a repeated call (rule 4)."""
-    return {
-        node.name: calls for node in graph.nodes if (calls := (node.meta.get("custom") or {}).get(FX_CALLS_KEY))
-    }
+    return {node.name: calls for node in graph.nodes if (calls := (node.meta.get("custom") or {}).get(FX_CALLS_KEY))}
