@@ -4,6 +4,8 @@ from ._backend import backend
 from ._errors import HiercompileError
 from ._export import ExportResult, export
 from ._extract import extract
+from ._profile import ProfileReport, profile
+from ._report import report
 from ._retriever import HierarchyRetriever
 from ._verify import VerifyReport, verify
 from ._version import __version__
@@ -14,11 +16,14 @@ __all__ = [
     "HierarchyRetriever",
     "HiercompileError",
     "ModuleHierarchy",
+    "ProfileReport",
     "VerifyReport",
     "__version__",
     "backend",
     "export",
     "extract",
     "is_kept",
+    "profile",
+    "report",
     "verify",
 ]

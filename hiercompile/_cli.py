@@ -71,12 +71,17 @@ def cmd_export(ns: argparse.Namespace) -> None:
         dynamic_shapes=dynamic,
         attributes=ns.attributes,
         functions=ns.functions,
+        namespace=ns.namespace,
         external_data=ns.external_data or None,
         progress=_progress,
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         written = result.save(ns.output)
+    if ns.report:
+        from ._report import report
+
+        written.append(report(ns.output))
     for w in caught:
         console.print(f"[yellow]warning:[/yellow] {w.message}", soft_wrap=True)
     _summary(result, written)
@@ -147,7 +152,9 @@ def cmd_extract(ns: argparse.Namespace) -> None:
 
 def cmd_verify(ns: argparse.Namespace) -> None:
     from ._export import MODEL_FILE, export
+    from ._io import json_writer, write_files
     from ._models import example_inputs, load_model
+    from ._report import VERIFY_FILE
     from ._verify import verify
 
     loaded = load_model(ns.model)
@@ -157,6 +164,7 @@ def cmd_verify(ns: argparse.Namespace) -> None:
         console.print(f"no {path} yet: exporting {ns.model} first")
         export(loaded.model, (), kwargs, ns.output, progress=_progress)
     report = verify(loaded.model, (), kwargs, path)
+    write_files(Path(ns.output), {VERIFY_FILE: json_writer(report.to_json())})
     table = Table(title=f"PyTorch vs ONNX Runtime per module ({path})")
     for column in ("module", "status", "max abs diff", "max rel diff"):
         table.add_column(column)
@@ -168,6 +176,35 @@ def cmd_verify(ns: argparse.Namespace) -> None:
     if not report.ok:
         raise VerifyFailed(f"first divergence: {report.first_divergence}")
     console.print("every module matched")
+
+
+def cmd_profile(ns: argparse.Namespace) -> None:
+    from ._errors import InputError
+    from ._io import json_writer, write_files
+    from ._profile import OVERHEAD, profile
+    from ._report import PROFILE_FILE
+
+    try:
+        dims = {k: int(v) for k, v in (item.split("=") for item in ns.dims.split(",") if item)}
+    except ValueError as e:
+        raise InputError(f"--dims {ns.dims!r} is not NAME=N,...; e.g. --dims s0=1,s1=128") from e
+    result = profile(ns.model, runs=ns.runs, dims=dims)
+    out = Path(ns.json) if ns.json else Path(ns.model).parent / PROFILE_FILE
+    write_files(out.parent, {out.name: json_writer(result.to_json())})
+    table = Table(title=f"ONNX Runtime time per module, median of {result.runs} runs ({ns.model})")
+    for column in ("module", "own ms", "subtree ms", "share", "kernels"):
+        table.add_column(column, justify="left" if column == "module" else "right", overflow="fold")
+    for m in result.top(ns.top):
+        table.add_row(m.tag, f"{m.self_ms:.3f}", f"{m.subtree_ms:.3f}", f"{m.share:.1%}", str(m.ops))
+    table.add_row(OVERHEAD, f"{result.overhead_ms:.3f}", "", f"{result.overhead_ms / result.run_ms:.1%}", "")
+    Console(highlight=False).print(table)
+    console.print(f"run {result.run_ms:.3f} ms, of which op kernels {result.kernel_ms:.3f} ms; wrote {out}")
+
+
+def cmd_report(ns: argparse.Namespace) -> None:
+    from ._report import report
+
+    console.print(f"wrote {report(ns.directory)}")
 
 
 class VerifyFailed(Exception):
@@ -186,9 +223,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--functions", action="store_true", help="also write model.functions.onnx: modules as functions")
     p.add_argument("--dynamic", metavar="AXES", help="dynamic axes, comma-separated: batch, seq (e.g. batch,seq)")
     p.add_argument("--external-data", action="store_true", help="store weights in model.onnx.data (automatic > 2 GB)")
+    p.add_argument("--namespace", action="store_true", help="set node namespaces to tags (Model Explorer layers)")
+    p.add_argument("--report", action="store_true", help="also write report.html (see `hiercompile report`)")
     p.add_argument("--seq-len", type=int, default=16, help="sequence length of the example inputs (default 16)")
     p.add_argument("--batch", type=int, default=1, help="batch size of the example inputs (default 1)")
     p.set_defaults(func=cmd_export)
+    p = sub.add_parser("profile", help="time every module in ONNX Runtime (its profiler, attributed by tag)")
+    p.add_argument("model", help="a model.onnx (flat or functions form) written by hiercompile")
+    p.add_argument(
+        "--runs", type=int, default=10, help="profiled runs after 2 warm-ups; medians are shown (default 10)"
+    )
+    p.add_argument("--top", type=int, default=15, help="how many modules to list, by own time (default 15)")
+    p.add_argument("--dims", metavar="NAME=N,...", default="", help="sizes of symbolic input dims (others: 2)")
+    p.add_argument("--json", metavar="PATH", help="where to write the JSON (default: profile.json beside the model)")
+    p.set_defaults(func=cmd_profile)
+    p = sub.add_parser("report", help="write report.html: module tree, DAGs, profile and verify results, offline")
+    p.add_argument("directory", help="an export directory (profile.json and verify.json are used when present)")
+    p.set_defaults(func=cmd_report)
     p = sub.add_parser("inspect", help="print the module tree of a tagged model")
     p.add_argument("model", help="a model.onnx written by hiercompile")
     p.add_argument("--depth", type=int, help="show modules down to this depth below the start")

@@ -45,3 +45,7 @@ class QueryError(HiercompileError):
 
 class VerifyError(HiercompileError):
     """Per-module verification could not run."""
+
+
+class ProfileError(HiercompileError):
+    """ONNX Runtime could not run or profile the model."""

@@ -143,6 +143,7 @@ def export(
     attributes: bool = False,
     functions: bool = False,
     scoped_names: bool = True,
+    namespace: bool = False,
     external_data: bool | None = None,
     progress: Progress | None = None,
 ) -> ExportResult:
@@ -157,6 +158,8 @@ def export(
         attributes: also write ``model.attributes.onnx`` with the seed notes' node attributes.
         functions: also write ``model.functions.onnx``, each module a local function.
         scoped_names: name nodes ``/module/path/OpType_n`` (the exporter's names stay in metadata).
+        namespace: set each node's ``namespace`` metadata to its tag path, so Model Explorer
+            groups layers by this hierarchy.
         external_data: save weights beside the model (None: only when they exceed 2 GB).
         progress: called as each step starts and ends.
     """
@@ -165,7 +168,9 @@ def export(
     with step("capture"):
         program = capture(model, args, kwargs, dynamic_shapes)
     hierarchy = ModuleHierarchy(model, keep)
-    result = export_program(program, hierarchy, step=step, attributes=attributes, scoped_names=scoped_names)
+    result = export_program(
+        program, hierarchy, step=step, attributes=attributes, scoped_names=scoped_names, namespace=namespace
+    )
     result.functions = functions
     result.external_data = external_data
     if output is not None:
@@ -181,6 +186,7 @@ def export_program(
     attributes: bool = False,
     normalize_path: Callable[[str], str] = str,
     scoped_names: bool = True,
+    namespace: bool = False,
 ) -> ExportResult:
     """Tag, lower, carry and derive: everything after capture, shared with the compile backend.
 
@@ -200,6 +206,7 @@ def export_program(
             hierarchy=_derive.hierarchy_metadata(hierarchy),
             root_tag=hierarchy.root.tag,
             scoped_names=scoped_names,
+            namespace=namespace,
         )
     with step("derive"):
         graph = _derive.data_flow_graph(onnx_model.graph)

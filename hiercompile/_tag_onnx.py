@@ -27,6 +27,7 @@ from .passes import (
     HierarchyMetadataPass,
     InheritTagsPass,
     MergeDuplicatesPass,
+    NamespacePass,
     ScopedNamesPass,
     TagInitializersPass,
 )
@@ -41,6 +42,7 @@ def tag_onnx_model(
     root_tag: str,
     optimize: bool = True,
     scoped_names: bool = True,
+    namespace: bool = False,
 ) -> None:
     """Tag ``model`` in place from ``fx_tags`` ({FX node name: tag}) and optimize it.
 
@@ -79,6 +81,7 @@ def tag_onnx_model(
         TagInitializersPass(fallback_tag=root_tag),
         HierarchyMetadataPass(hierarchy, __version__),
         *([ScopedNamesPass({tag: entry["module"] for tag, entry in hierarchy.items()})] if scoped_names else []),
+        *([NamespacePass()] if namespace else []),
     )
     folding_logger = logging.getLogger(_constant_folding.__name__)
     level = folding_logger.level

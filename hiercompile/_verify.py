@@ -51,6 +51,10 @@ class VerifyReport:
     def by_tag(self) -> dict[str, ModuleCheck]:
         return {m.tag: m for m in self.modules}
 
+    def to_json(self) -> dict[str, dict]:
+        """``verify.json``: tag -> status and differences (read by the HTML report)."""
+        return {m.tag: dataclasses.asdict(m) for m in self.modules}
+
 
 def _tensors(obj: Any) -> list[torch.Tensor]:
     """Tensors of a module's output, in order (tensors, tuples, lists, dicts, ModelOutput)."""

@@ -11,6 +11,7 @@ from .hierarchy_metadata import HierarchyMetadataPass
 from .inherit_tags import InheritTagsPass, UnmappedNodesError
 from .merge_duplicates import MergeDuplicatesPass
 from .module_tags import KeepPredicate, ModuleHierarchy, ModuleInfo, is_kept
+from .namespace import NamespacePass
 from .scoped_names import ORIGINAL_NAME_KEY, ScopedNamesPass
 from .tag_attributes import AddTagAttributesPass, StripTagAttributesPass
 from .tag_initializers import TagInitializersPass
@@ -37,6 +38,7 @@ __all__ = [
     "MergeDuplicatesPass",
     "ModuleHierarchy",
     "ModuleInfo",
+    "NamespacePass",
     "ScopedNamesPass",
     "StripTagAttributesPass",
     "TagInitializersPass",

@@ -12,12 +12,15 @@ def test_public_names():
             "HiercompileError",
             "HierarchyRetriever",
             "ModuleHierarchy",
+            "ProfileReport",
             "VerifyReport",
             "__version__",
             "backend",
             "export",
             "extract",
             "is_kept",
+            "profile",
+            "report",
             "verify",
         ]
     )
@@ -35,6 +38,7 @@ def test_export_signature():
         "attributes",
         "functions",
         "scoped_names",
+        "namespace",
         "external_data",
         "progress",
     ]

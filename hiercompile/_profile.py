@@ -1,0 +1,212 @@
+"""Per-module time in ONNX Runtime: its profiler's kernel times, attributed to tags."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import onnxruntime as ort
+
+from ._errors import ProfileError
+from ._retriever import HierarchyRetriever, ModelSource
+
+OVERHEAD = "(runtime, outside any op)"
+"""The row for the part of a run ONNX Runtime spends outside op kernels (scheduling, copies)."""
+
+_KERNEL = "_kernel_time"
+
+
+@dataclasses.dataclass
+class ModuleTime:
+    """Median milliseconds per run of one module: its own ops and its whole subtree."""
+
+    tag: str
+    self_ms: float
+    subtree_ms: float
+    share: float  # subtree time / run time
+    ops: int  # profiled kernels of its own
+
+
+@dataclasses.dataclass
+class ProfileReport:
+    """Where a model's ONNX Runtime run time goes, module by module (hierarchy order).
+
+    ``run_ms`` is the median ``model_run`` time; ``kernel_ms`` the median time in op
+    kernels; ``overhead_ms`` the median of the rest. The modules' ``self_ms`` and
+    ``overhead_ms`` add up to ``run_ms`` (medians, so within rounding of the runs).
+    """
+
+    modules: list[ModuleTime]
+    run_ms: float
+    kernel_ms: float
+    overhead_ms: float
+    runs: int
+    optimized_nodes: dict[str, str]  # kernel name ORT made by fusing -> the node it was named after
+
+    def top(self, n: int = 10) -> list[ModuleTime]:
+        """The ``n`` modules with the most time of their own."""
+        return sorted(self.modules, key=lambda m: -m.self_ms)[:n]
+
+    def to_json(self) -> dict:
+        return {
+            "run_ms": self.run_ms,
+            "kernel_ms": self.kernel_ms,
+            "overhead_ms": self.overhead_ms,
+            "runs": self.runs,
+            "modules": {m.tag: dataclasses.asdict(m) for m in self.modules},
+        }
+
+
+def _feeds(session: ort.InferenceSession, dims: dict[str, int], default_dim: int) -> dict[str, np.ndarray]:
+    """Inputs for every graph input: symbolic dims from ``dims`` (else ``default_dim``); ints are ones."""
+    rng = np.random.default_rng(0)
+    feeds = {}
+    for arg in session.get_inputs():
+        shape = [d if isinstance(d, int) else dims.get(str(d), default_dim) for d in arg.shape]
+        if "int" in arg.type:
+            feeds[arg.name] = np.ones(shape, dtype=np.int32 if "int32" in arg.type else np.int64)
+        elif "bool" in arg.type:
+            feeds[arg.name] = np.ones(shape, dtype=bool)
+        else:
+            dtype = np.float16 if "float16" in arg.type else np.float64 if "double" in arg.type else np.float32
+            feeds[arg.name] = rng.standard_normal(shape).astype(dtype)
+    return feeds
+
+
+def _kernel_nodes(optimized: onnx.ModelProto, node_tags: dict[str, str], producers: dict[str, str]) -> dict[str, str]:
+    """For each node of ORT's optimized graph, the node of ours it stands for.
+
+    Rules, first that applies:
+
+    1. The same name.
+    2. The longest of our node names it extends by ``/…`` or ``_…`` (ORT names many
+       fused nodes so: ``…/MatMul_0/MatMulAddFusion``).
+    3. The producer of an output value of ours (a fusion keeps the fused chain's output).
+    4. For a node ORT inserted whose outputs are all new (a reshape before a Gemm):
+       the node of the first consumer, following ORT's new values forward.
+    5. The producer of an input value of ours.
+    """
+    names = set(node_tags)
+    mapping: dict[str, str] = {}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in optimized.graph.node:
+        for value in node.input:
+            consumers.setdefault(value, []).append(node)
+        if node.name in names:
+            mapping[node.name] = node.name
+        elif prefixes := [n for n in names if node.name.startswith(n) and node.name[len(n) : len(n) + 1] in "/_"]:
+            mapping[node.name] = max(prefixes, key=len)
+        elif known := [producers[v] for v in node.output if v in producers]:
+            mapping[node.name] = known[0]
+
+    def forward(node: onnx.NodeProto, seen: set[str]) -> str | None:
+        for value in node.output:
+            for user in consumers.get(value, []):
+                if user.name in mapping:
+                    return mapping[user.name]
+                if user.name not in seen and (found := forward(user, seen | {user.name})):
+                    return found
+        return None
+
+    for node in optimized.graph.node:
+        if node.name not in mapping:
+            found = forward(node, {node.name}) or next((producers[v] for v in node.input if v in producers), None)
+            if found is not None:
+                mapping[node.name] = found
+    return mapping
+
+
+def profile(
+    model: ModelSource,
+    *,
+    runs: int = 10,
+    warmup: int = 2,
+    feeds: dict[str, np.ndarray] | None = None,
+    dims: dict[str, int] | None = None,
+    default_dim: int = 2,
+) -> ProfileReport:
+    """Run ``model`` in ONNX Runtime with its profiler and attribute every kernel to a module.
+
+    Works on the flat and the functions form (the latter is inlined first, which is
+    what ONNX Runtime runs anyway). ORT's graph optimizations stay on, so times are
+    those of a real deployment; a fused kernel counts for the node it is named after.
+    Without ``feeds``, inputs are generated: symbolic dims from ``dims`` (by name,
+    else ``default_dim``), integer inputs all ones, floats standard normal.
+    """
+    retriever = HierarchyRetriever(model)
+    node_tags = {name: data["tags"][0] for name, data in retriever.graph.nodes(data=True)}
+    with tempfile.TemporaryDirectory() as tmp:
+        options = ort.SessionOptions()
+        options.enable_profiling = True
+        options.log_severity_level = 3  # not its note that the optimized file is machine-specific
+        options.profile_file_prefix = str(Path(tmp) / "profile")
+        options.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
+        path = Path(model) if isinstance(model, str | Path) and retriever.model.functions == {} else None
+        source = str(path) if path is not None else ir.to_proto(retriever.model).SerializeToString()
+        try:
+            session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+            inputs = feeds if feeds is not None else _feeds(session, dims or {}, default_dim)
+            for _ in range(warmup + runs):
+                session.run(None, inputs)
+        except Exception as e:
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise ProfileError(
+                f"profile step (ONNX Runtime run) failed: {reason}; check the inputs fit the model"
+            ) from e
+        events = json.loads(Path(session.end_profiling()).read_text())
+        optimized = onnx.load(options.optimized_model_filepath, load_external_data=False)
+    producers = {v.name: node.name for node in retriever.model.graph for v in node.outputs}
+    kernel_nodes = _kernel_nodes(optimized, node_tags, producers)
+    run_events = [e for e in events if e.get("name") == "model_run"]
+    kernels = [e for e in events if e.get("cat") == "Node" and e["name"].endswith(_KERNEL)]
+    if len(run_events) != warmup + runs:
+        raise ProfileError(f"ONNX Runtime's profile has {len(run_events)} runs, expected {warmup + runs}")
+    return _attribute(retriever, node_tags, kernel_nodes, run_events[warmup:], kernels, runs)
+
+
+def _attribute(
+    retriever: HierarchyRetriever,
+    node_tags: dict[str, str],
+    kernel_nodes: dict[str, str],
+    run_events: list[dict],
+    kernels: list[dict],
+    runs: int,
+) -> ProfileReport:
+    """Per run, sum each kernel's time into its node's module; then medians over runs."""
+    fused = {k: n for k, n in kernel_nodes.items() if k != n}
+    seen: set[str] = set()
+    per_run: list[dict[str, float]] = []
+    kernel_totals: list[float] = []
+    for run in run_events:
+        start, end = run["ts"], run["ts"] + run["dur"]
+        own: dict[str, float] = {}
+        for event in kernels:
+            if not start <= event["ts"] <= end:
+                continue
+            kernel = event["name"][: -len(_KERNEL)]
+            node = kernel_nodes.get(kernel)
+            if node is None:
+                raise ProfileError(
+                    f"ONNX Runtime ran a kernel {kernel!r} that matches no node of the model; "
+                    "profile the model file hiercompile wrote, unmodified"
+                )
+            seen.add(kernel)
+            own[node_tags[node]] = own.get(node_tags[node], 0.0) + event["dur"] / 1000
+        per_run.append(own)
+        kernel_totals.append(sum(own.values()))
+    run_ms = statistics.median(e["dur"] / 1000 for e in run_events)
+    modules = []
+    for tag in retriever.modules():
+        subtree = retriever.get_module_subtree(tag)
+        self_ms = statistics.median(r.get(tag, 0.0) for r in per_run)
+        subtree_ms = statistics.median(sum(r.get(t, 0.0) for t in subtree) for r in per_run)
+        ops = sum(1 for k in seen if node_tags[kernel_nodes[k]] == tag)
+        modules.append(ModuleTime(tag, self_ms, subtree_ms, subtree_ms / run_ms if run_ms else 0.0, ops))
+    overhead = statistics.median(e["dur"] / 1000 - k for e, k in zip(run_events, kernel_totals, strict=True))
+    return ProfileReport(modules, run_ms, statistics.median(kernel_totals), overhead, runs, fused)
