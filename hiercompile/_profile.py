@@ -47,6 +47,7 @@ class ProfileReport:
     kernel_ms: float
     overhead_ms: float
     runs: int
+    kernels: int  # distinct kernels ORT ran per run, each attributed to one module
     optimized_nodes: dict[str, str]  # kernel name ORT made by fusing -> the node it was named after
 
     def top(self, n: int = 10) -> list[ModuleTime]:
@@ -59,6 +60,7 @@ class ProfileReport:
             "kernel_ms": self.kernel_ms,
             "overhead_ms": self.overhead_ms,
             "runs": self.runs,
+            "kernels": self.kernels,
             "modules": {m.tag: dataclasses.asdict(m) for m in self.modules},
         }
 
@@ -90,7 +92,8 @@ def _kernel_nodes(optimized: onnx.ModelProto, node_tags: dict[str, str], produce
     3. The producer of an output value of ours (a fusion keeps the fused chain's output).
     4. For a node ORT inserted whose outputs are all new (a reshape before a Gemm):
        the node of the first consumer, following ORT's new values forward.
-    5. The producer of an input value of ours.
+    5. Else the nearest node upstream: the producer of an input value of ours,
+       following ORT's new values backward.
     """
     names = set(node_tags)
     mapping: dict[str, str] = {}
@@ -114,11 +117,22 @@ def _kernel_nodes(optimized: onnx.ModelProto, node_tags: dict[str, str], produce
                     return found
         return None
 
+    made_by = {value: node for node in optimized.graph.node for value in node.output}
+
+    def backward(node: onnx.NodeProto, seen: set[str]) -> str | None:
+        for value in node.input:
+            if value in producers:
+                return producers[value]
+            source = made_by.get(value)
+            if source is not None and source.name in mapping:
+                return mapping[source.name]
+            if source is not None and source.name not in seen and (found := backward(source, seen | {source.name})):
+                return found
+        return None
+
     for node in optimized.graph.node:
-        if node.name not in mapping:
-            found = forward(node, {node.name}) or next((producers[v] for v in node.input if v in producers), None)
-            if found is not None:
-                mapping[node.name] = found
+        if node.name not in mapping and (found := forward(node, {node.name}) or backward(node, {node.name})):
+            mapping[node.name] = found
     return mapping
 
 
@@ -147,8 +161,8 @@ def profile(
         options.log_severity_level = 3  # not its note that the optimized file is machine-specific
         options.profile_file_prefix = str(Path(tmp) / "profile")
         options.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
-        path = Path(model) if isinstance(model, str | Path) and retriever.model.functions == {} else None
-        source = str(path) if path is not None else ir.to_proto(retriever.model).SerializeToString()
+        on_disk = isinstance(model, str | Path) and not retriever.inlined  # external data stays where it is
+        source = str(model) if on_disk else ir.to_proto(retriever.model).SerializeToString()
         try:
             session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
             inputs = feeds if feeds is not None else _feeds(session, dims or {}, default_dim)
@@ -209,4 +223,4 @@ def _attribute(
         ops = sum(1 for k in seen if node_tags[kernel_nodes[k]] == tag)
         modules.append(ModuleTime(tag, self_ms, subtree_ms, subtree_ms / run_ms if run_ms else 0.0, ops))
     overhead = statistics.median(e["dur"] / 1000 - k for e, k in zip(run_events, kernel_totals, strict=True))
-    return ProfileReport(modules, run_ms, statistics.median(kernel_totals), overhead, runs, fused)
+    return ProfileReport(modules, run_ms, statistics.median(kernel_totals), overhead, runs, len(seen), fused)

@@ -65,7 +65,9 @@ class HierarchyRetriever:
     """
 
     def __init__(self, source: ModelSource) -> None:
-        self.model = flat_view(load_tagged(source))
+        loaded = load_tagged(source)
+        self.model = flat_view(loaded)
+        self.inlined = self.model is not loaded  # the source was the functions form
         self.hierarchy: dict[str, dict] = json.loads(self.model.metadata_props[HIERARCHY_KEY])
         self.graph: nx.DiGraph = _derive.data_flow_graph(self.model.graph)
         self._own: dict[str, list[str]] = {tag: [] for tag in self.hierarchy}

@@ -1,0 +1,102 @@
+"""Per-module ONNX Runtime profile: every kernel attributed to one module, totals add up."""
+
+from __future__ import annotations
+
+import json
+
+import onnx_ir as ir
+import pytest
+from onnx import helper
+
+import hiercompile
+from hiercompile._profile import OVERHEAD, _kernel_nodes
+from hiercompile._tag_onnx import functionize
+
+
+def test_kernel_mapping_rules():
+    ours = {"/a/MatMul_0": "/M/A", "/a/Add_0": "/M/A", "/b/LayerNormalization_0": "/M/B", "/b/Relu_0": "/M/B"}
+    producers = {"mm": "/a/MatMul_0", "add": "/a/Add_0", "ln": "/b/LayerNormalization_0", "relu": "/b/Relu_0"}
+    optimized = helper.make_model(
+        helper.make_graph(
+            [
+                helper.make_node("Relu", ["x"], ["relu"], name="/b/Relu_0"),  # rule 1: same name
+                helper.make_node("Gemm", ["relu", "w"], ["add"], name="/a/MatMul_0/MatMulAddFusion"),  # rule 2
+                helper.make_node("SkipLayerNormalization", ["add", "x"], ["ln"], name="SkipLayerNormalization"),  # 3
+                helper.make_node("Reshape", ["ln", "s"], ["r"], name="gemm_input_reshape"),  # rule 5
+                helper.make_node("Gemm", ["r", "w"], ["g"], name="fused /a/Add_0"),  # rule 5, through ORT's value
+                helper.make_node("Reshape", ["x", "s"], ["x2"], name="input_reshape"),  # rule 4: forward
+                helper.make_node("Relu", ["x2"], ["mm"], name="relu_fused"),  # rule 3: our output
+            ],
+            "g",
+            [],
+            [],
+        )
+    )
+    mapping = _kernel_nodes(optimized, ours, producers)
+    assert mapping == {
+        "/b/Relu_0": "/b/Relu_0",
+        "input_reshape": "/a/MatMul_0",
+        "relu_fused": "/a/MatMul_0",
+        "/a/MatMul_0/MatMulAddFusion": "/a/MatMul_0",
+        "SkipLayerNormalization": "/b/LayerNormalization_0",
+        "fused /a/Add_0": "/b/LayerNormalization_0",  # no name or output of ours: its input's producer
+        "gemm_input_reshape": "/b/LayerNormalization_0",  # ORT's new value: the node it feeds
+    }
+
+
+@pytest.fixture(scope="module")
+def bert_profile(bert_export):
+    *_, out = bert_export
+    return hiercompile.profile(out / "model.onnx", runs=30), out
+
+
+def test_every_kernel_is_attributed_once_and_totals_add_up(bert_profile, bert_export):
+    result, _ = bert_profile
+    assert result.kernels > 0
+    assert sum(m.ops for m in result.modules) == result.kernels  # each kernel in exactly one module
+    root = result.modules[0]
+    assert root.tag == "/BertModel"
+    assert root.subtree_ms == pytest.approx(result.kernel_ms, rel=0.05)
+    assert sum(m.self_ms for m in result.modules) + result.overhead_ms == pytest.approx(result.run_ms, rel=0.05)
+    ran = {m.tag for m in result.modules if m.ops}
+    _, _, export_result, _ = bert_export
+    assert ran <= {tag for tag, entry in export_result.hierarchy.items() if entry["num_ops"]}
+    assert "/BertModel/BertEncoder/BertLayer.0/BertAttention/BertSelfAttention" in ran
+    for m in result.modules:  # a subtree takes at least as long as its own ops
+        assert m.subtree_ms >= m.self_ms - 1e-9
+
+
+def test_functions_form_profiles_the_same_kernels_per_module(bert_profile, tmp_path):
+    flat, out = bert_profile
+    model = hiercompile.HierarchyRetriever(out / "model.onnx").model.clone()
+    functionize(model)
+    path = tmp_path / "functions.onnx"
+    ir.save(model, path)
+    functions = hiercompile.profile(path, runs=3)
+    assert {m.tag: m.ops for m in functions.modules} == {m.tag: m.ops for m in flat.modules}
+
+
+def test_cli_profile_writes_json_and_report_shows_it(bert_export, tmp_path, capsys):
+    import shutil
+
+    from hiercompile._cli import main
+
+    *_, out = bert_export
+    directory = tmp_path / "export"
+    shutil.copytree(out, directory)
+    assert main(["profile", str(directory / "model.onnx"), "--runs", "3", "--top", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert OVERHEAD in printed and "BertSelfAttention" in printed
+    saved = json.loads((directory / "profile.json").read_text())
+    assert saved["runs"] == 3 and "/BertModel" in saved["modules"]
+    assert main(["report", str(directory)]) == 0
+    page = (directory / "report.html").read_text()
+    assert '"subtree_ms"' in page and "http://" not in page.replace("http://www.w3.org/2000/svg", "")
+
+
+def test_profile_rejects_inputs_that_do_not_fit(bert_export):
+    import numpy as np
+
+    *_, out = bert_export
+    with pytest.raises(hiercompile.HiercompileError, match="profile step"):
+        hiercompile.profile(out / "model.onnx", feeds={"input_ids": np.ones((1, 3), dtype=np.float32)})
