@@ -112,3 +112,18 @@ def test_verify_command_exports_then_matches(tmp_path, capsys):
     assert (tmp_path / "v" / "model.onnx").is_file()
     assert main(["verify", "bert-tiny", str(tmp_path / "v"), "--seq-len", "8"]) == 0  # reuses the file
     assert "exporting" not in capsys.readouterr().err
+    statuses = json.loads((tmp_path / "v" / "verify.json").read_text())
+    assert statuses["/BertModel/BertPooler"]["status"] == "matched"
+
+
+def test_export_with_namespace_and_report(tmp_path):
+    out = tmp_path / "out"
+    assert main(["export", "bert-tiny", str(out), "--namespace", "--report", "--seq-len", "8"]) == 0
+    assert (out / "report.html").is_file()
+    check_spec(out / "model.onnx", out)
+    model = onnx.load(out / "model.onnx")
+    for node in model.graph.node:
+        props = {p.key: p.value for p in node.metadata_props}
+        if "hiercompile.tag" in props:
+            assert props["namespace"] == props["hiercompile.tag"][1:]
+            assert props["hiercompile.original_namespace"].startswith(": transformers.")  # the exporter's

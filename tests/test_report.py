@@ -46,7 +46,7 @@ def test_report_data_matches_the_side_files(report_dir):
 
 
 def test_report_needs_an_export_directory(tmp_path):
-    with pytest.raises(hiercompile.HiercompileError, match="hierarchy.json"):
+    with pytest.raises(hiercompile.HiercompileError, match=r"hierarchy\.json"):
         hiercompile.report(tmp_path)
     assert not (tmp_path / "report.html").exists()
 
