@@ -15,7 +15,7 @@ from pathlib import Path
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-def _rss() -> int:
+def rss() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * _PAGE
 
@@ -23,13 +23,13 @@ def _rss() -> int:
 def measure(fn: Callable[[], object]) -> tuple[float, float]:
     """(seconds, peak RSS growth in MiB) of one call; RSS is sampled every 2 ms by a thread."""
     gc.collect()
-    start_rss = peak = _rss()
+    start_rss = peak = rss()
     done = threading.Event()
 
     def sample() -> None:
         nonlocal peak
         while not done.is_set():
-            peak = max(peak, _rss())
+            peak = max(peak, rss())
             time.sleep(0.002)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -39,7 +39,7 @@ def measure(fn: Callable[[], object]) -> tuple[float, float]:
     seconds = time.perf_counter() - start
     done.set()
     sampler.join()
-    return seconds, (max(peak, _rss()) - start_rss) / 2**20
+    return seconds, (max(peak, rss()) - start_rss) / 2**20
 
 
 def alternate(runs: int, **candidates: Callable[[], object]) -> dict[str, list[tuple[float, float]]]:

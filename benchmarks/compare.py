@@ -218,14 +218,14 @@ def render(rows: list[dict], scale: list[dict], runs: int) -> str:
     return text
 
 
-def run(models: list[str], runs: int, with_scaling: bool) -> tuple[list[dict], list[dict]]:
+def run(models: list[str], runs: int, scaling_runs: int) -> tuple[list[dict], list[dict]]:
     quiet()
     with tempfile.TemporaryDirectory() as tmp:
         rows = []
         for name in models:
             rows.append(compare_model(name, runs, Path(tmp)))
             print(rows[-1], file=sys.stderr)
-        scale = scaling(max(1, runs // 2), Path(tmp)) if with_scaling else []
+        scale = scaling(scaling_runs, Path(tmp)) if scaling_runs else []
     return rows, scale
 
 
@@ -233,10 +233,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--scaling-runs", type=int, default=3, help="alternating runs per depth (median)")
     parser.add_argument("--no-scaling", action="store_true")
     parser.add_argument("--no-chart", action="store_true")
     ns = parser.parse_args()
-    rows, scale = run(ns.models.split(","), ns.runs, not ns.no_scaling)
+    rows, scale = run(ns.models.split(","), ns.runs, 0 if ns.no_scaling else ns.scaling_runs)
     text = render(rows, scale, ns.runs)
     print(text)
     print(f"written to {write_result('compare.md', text)}", file=sys.stderr)

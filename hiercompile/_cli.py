@@ -223,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--functions", action="store_true", help="also write model.functions.onnx: modules as functions")
     p.add_argument("--dynamic", metavar="AXES", help="dynamic axes, comma-separated: batch, seq (e.g. batch,seq)")
     p.add_argument("--external-data", action="store_true", help="store weights in model.onnx.data (automatic > 2 GB)")
-    p.add_argument("--namespace", action="store_true", help="set node namespaces to tags (Model Explorer layers)")
+    p.add_argument("--namespace", action="store_true", help="set node namespaces to tags (Model Explorer groups)")
     p.add_argument("--report", action="store_true", help="also write report.html (see `hiercompile report`)")
     p.add_argument("--seq-len", type=int, default=16, help="sequence length of the example inputs (default 16)")
     p.add_argument("--batch", type=int, default=1, help="batch size of the example inputs (default 1)")

@@ -159,7 +159,7 @@ def export(
         functions: also write ``model.functions.onnx``, each module a local function.
         scoped_names: name nodes ``/module/path/OpType_n`` (the exporter's names stay in metadata).
         namespace: set each node's ``namespace`` metadata to its tag path, so Model Explorer
-            groups layers by this hierarchy.
+            groups nodes by this hierarchy.
         external_data: save weights beside the model (None: only when they exceed 2 GB).
         progress: called as each step starts and ends.
     """

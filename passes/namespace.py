@@ -15,14 +15,14 @@ ORIGINAL_NAMESPACE_KEY = "hiercompile.original_namespace"
 class NamespacePass(ir.passes.InPlacePass):
     """Set every tagged node's ``namespace`` metadata to its tag path.
 
-    Model Explorer's ONNX adapter groups nodes into nested layers by the
+    Model Explorer's ONNX adapter groups nodes into nested, collapsible groups by the
     ``/``-separated segments of a node's ``namespace`` metadata (else of its name).
 
     Rules:
 
     1. A tagged node of the main graph (and its subgraphs) gets ``namespace`` = its
-       primary tag without the leading ``/``: ``BertModel/BertEncoder/BertLayer.0``,
-       so layers are the kept modules and carry their class names.
+       primary tag without the leading ``/``: ``Model/Stack/Block.0``,
+       so the groups are the kept modules and carry their class names.
     2. A ``namespace`` already there (the exporter writes one of module paths and
        qualified classes) is kept under ``hiercompile.original_namespace``.
     3. Untagged nodes (``Constant``) and function bodies (relative tags) are left alone.

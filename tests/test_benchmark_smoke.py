@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 def test_compare_on_bert_tiny():
     import compare
 
-    rows, scale = compare.run(["bert-tiny"], runs=1, with_scaling=False)
+    rows, scale = compare.run(["bert-tiny"], runs=1, scaling_runs=0)
     assert scale == []
     (row,) = rows
     for approach in ("ours", "hooks"):

@@ -53,6 +53,7 @@ def test_wheel_installs_passes_inside_the_package(tmp_path):
     assert {n.split("/")[0] for n in names} == {"hiercompile", wheel.name.split("-py")[0] + ".dist-info"}
     assert "hiercompile/passes/module_tags.py" in names
     assert "hiercompile/presets/bert-tiny.json" in names
+    assert "hiercompile/report.html" in names  # the report page template
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
     python = venv / "bin" / "python"
