@@ -6,10 +6,16 @@ Dynamo hands the backend an FX graph whose ops carry ``nn_module_stack`` paths s
 :func:`hiercompile.export`, replays the graph under ``torch.export`` so the tags ride
 along in ``node.meta["custom"]``, and lowers it like any export. A graph that cannot
 be lowered runs eagerly, with one warning: the user's program never breaks.
+
+Dynamic graphs (``dynamic=True``, or dynamo's own after a shape change) take sizes
+besides tensors: they become dynamic axes of the ONNX model, computed from the
+tensors' shapes. Python numbers passed as 0-d tensors are baked in and checked on
+every call.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import warnings
@@ -109,10 +115,17 @@ class _Replay(nn.Module):
     the user's tensors stay inputs.
     """
 
-    def __init__(self, gm: fx.GraphModule, constants: dict[int, tuple[str, torch.Tensor]], arity: int) -> None:
+    def __init__(
+        self,
+        gm: fx.GraphModule,
+        constants: dict[int, tuple[str, torch.Tensor]],
+        sizes: dict[int, tuple[int, int]],
+        arity: int,
+    ) -> None:
         super().__init__()
         self._graph_module = [gm]  # a list: not a submodule, so not part of any module path
         self._constants = {index: name for index, (name, _) in constants.items()}
+        self._sizes = sizes  # a size argument's position -> (the tensor argument's position, its dim)
         self._arity = arity
         for name, tensor in constants.values():  # nested holders: the buffer's state-dict name is `name`
             *parents, leaf = name.split(".")
@@ -125,23 +138,41 @@ class _Replay(nn.Module):
 
     def forward(self, *inputs: torch.Tensor) -> Any:
         given = iter(inputs)
-        args = [
-            self.get_buffer(self._constants[i]) if i in self._constants else next(given) for i in range(self._arity)
+        args: list[Any] = [
+            self.get_buffer(self._constants[i]) if i in self._constants else None if i in self._sizes else next(given)
+            for i in range(self._arity)
         ]
+        for i, (tensor, dim) in self._sizes.items():  # symbolic sizes come from the tensors' shapes
+            args[i] = args[tensor].shape[dim]
         with fx_traceback.preserve_node_meta():
             return fx.Interpreter(self._graph_module[0]).run(*args)
 
 
 class _OrtGraph:
-    """Calls an ONNX model in ONNX Runtime with a dynamo graph's calling convention."""
+    """Calls an ONNX model in ONNX Runtime with a dynamo graph's calling convention.
 
-    def __init__(self, model: ir.Model, user_positions: list[int], template: list[Any]) -> None:
+    Python numbers dynamo passes as 0-d tensors were baked into the model; a call with
+    other values runs ``eager`` instead.
+    """
+
+    def __init__(
+        self,
+        model: ir.Model,
+        user_positions: list[int],
+        template: list[Any],
+        scalars: dict[int, torch.Tensor],
+        eager: Callable,
+    ) -> None:
         self.session = ort.InferenceSession(ir.to_proto(model).SerializeToString(), providers=["CPUExecutionProvider"])
         self.names = [i.name for i in self.session.get_inputs()]
         self.user_positions = user_positions
         self.template = template
+        self.scalars = scalars
+        self.eager = eager
 
     def __call__(self, *args: Any) -> Any:
+        if any(not torch.equal(args[i], value) for i, value in self.scalars.items()):
+            return self.eager(*args)
         feeds = {name: args[i].detach().cpu().numpy() for name, i in zip(self.names, self.user_positions, strict=True)}
         outputs = iter(self.session.run(None, feeds))
         return tuple(torch.from_numpy(next(outputs)) if slot is _TENSOR else slot for slot in self.template)
@@ -155,6 +186,62 @@ def _output_template(gm: fx.GraphModule) -> list[Any]:
     (output,) = [n for n in gm.graph.nodes if n.op == "output"]
     values = output.args[0] if isinstance(output.args[0], tuple | list) else (output.args[0],)
     return [_TENSOR if isinstance(v, fx.Node) else v for v in values]
+
+
+def _symbolic_sizes(
+    gm: fx.GraphModule, example_inputs: list[Any]
+) -> tuple[dict[int, tuple[int, int]], dict[int, dict[int, Any]]]:
+    """Where a dynamic graph's size arguments come from, and which tensor dims are dynamic.
+
+    With ``dynamic=True``, or after a shape change made dynamo mark dims dynamic, the
+    graph takes ``SymInt`` arguments besides tensors. Each must be a dim of a tensor
+    argument (``(tensor position, dim)``), so the ONNX model needs only the tensors;
+    the dims with a symbolic size become dynamic axes for torch.export.
+    """
+    values = [n.meta.get("example_value") for n in gm.graph.nodes if n.op == "placeholder"]
+    dims: dict[Any, tuple[int, int]] = {}
+    dynamic: dict[int, dict[int, Any]] = {}
+    for i, value in enumerate(values):
+        if isinstance(value, torch.Tensor):
+            for d, size in enumerate(value.shape):
+                if isinstance(size, torch.SymInt):
+                    dims.setdefault(size.node.expr, (i, d))
+                    dynamic.setdefault(i, {})[d] = torch.export.Dim.AUTO  # lets the graph specialize a dim
+    sizes = {}
+    for i, argument in enumerate(example_inputs):
+        if isinstance(argument, torch.SymInt) and argument.node.expr in dims:
+            sizes[i] = dims[argument.node.expr]
+        elif not isinstance(argument, torch.Tensor):
+            raise InputError(
+                f"graph argument {i} ({type(argument).__name__}) is neither a tensor nor the size of one; "
+                "this graph runs eagerly"
+            )
+    outputs = next(n for n in gm.graph.nodes if n.op == "output").args[0]
+    for node in outputs if isinstance(outputs, tuple | list) else (outputs,):
+        if isinstance(node, fx.Node) and not isinstance(node.meta.get("example_value"), torch.Tensor):
+            raise InputError("the graph returns a size, not only tensors; this graph runs eagerly")
+    return sizes, dynamic
+
+
+def _scalar_positions(gm: fx.GraphModule) -> list[int]:
+    """Arguments that are Python numbers dynamo passes as 0-d tensors (``dynamic=True`` does so
+    for float attributes such as a norm's ``eps``); they are baked into the ONNX model."""
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    return [i for i, n in enumerate(placeholders) if getattr(n.meta.get("grapharg"), "pass_arg_as_tensor", False)]
+
+
+def _bake_scalars(gm: fx.GraphModule, example_inputs: list[Any]) -> fx.GraphModule:
+    """A copy of ``gm`` whose scalar arguments' ``.item()`` calls are their current values."""
+    baked = fx.GraphModule(gm, copy.deepcopy(gm.graph))
+    placeholders = [n for n in baked.graph.nodes if n.op == "placeholder"]
+    for i in _scalar_positions(gm):
+        for user in list(placeholders[i].users):
+            if user.op != "call_method" or user.target != "item":
+                raise InputError(f"scalar argument {placeholders[i].name} is used as a tensor; this graph runs eagerly")
+            user.replace_all_uses_with(example_inputs[i].item())
+            baked.graph.erase_node(user)
+    baked.recompile()
+    return baked
 
 
 class Backend:
@@ -191,11 +278,11 @@ class Backend:
         self._record(index, entry)
         if self.runtime == "eager":
             return gm.forward
-        return _OrtGraph(result.model, user_positions, _output_template(gm))
+        scalars = {i: example_inputs[i].clone() for i in _scalar_positions(gm)}
+        return _OrtGraph(result.model, user_positions, _output_template(gm), scalars, gm.forward)
 
     def _export(self, gm: fx.GraphModule, example_inputs: list[Any]) -> tuple[ExportResult, list[int]]:
-        if not all(isinstance(t, torch.Tensor) for t in example_inputs):
-            raise InputError("the graph takes non-tensor inputs (dynamic shapes); compile without dynamic=True")
+        sizes, dynamic = _symbolic_sizes(gm, example_inputs)
         frame_module = _frame_module(gm)
         root, prefix = _root_and_prefix(frame_module)
         for node in gm.graph.nodes:  # ops run in the frame's own forward carry no stack
@@ -209,13 +296,25 @@ class Backend:
         tag_fx_graph(gm.graph, hierarchy, normalize_path=normalize)
         owned = {id(t): name for name, t in [*root.named_parameters(), *root.named_buffers()]}
         constants = {i: (owned[id(t)], t) for i, t in enumerate(example_inputs) if id(t) in owned}
-        user_positions = [i for i in range(len(example_inputs)) if i not in constants]
-        replay = _Replay(gm, constants, len(example_inputs))
-        try:
-            program = torch.export.export(replay, tuple(example_inputs[i] for i in user_positions), strict=False)
-        except Exception as e:
-            raise CaptureError(f"capture step (replaying the dynamo graph) failed: {e}") from e
-        return export_program(program, hierarchy, normalize_path=normalize), user_positions
+        constants |= {i: (f"_scalar_{i}", example_inputs[i]) for i in _scalar_positions(gm)}
+        user_positions = [i for i in range(len(example_inputs)) if i not in constants and i not in sizes]
+        replay = _Replay(_bake_scalars(gm, example_inputs), constants, sizes, len(example_inputs))
+        shapes = (tuple(dynamic.get(i) for i in user_positions),) if dynamic else None  # forward(*inputs)
+        # export in a tracing context of its own: inside dynamo's, its symbolic sizes would become
+        # guards on the user's frame that name the replay's arguments
+        with torch._guards.tracing(None):
+            try:
+                program = torch.export.export(
+                    replay, tuple(example_inputs[i] for i in user_positions), dynamic_shapes=shapes, strict=False
+                )
+            except Exception as e:
+                raise CaptureError(f"capture step (replaying the dynamo graph) failed: {e}") from e
+            if dynamic:
+                # without example inputs torch adds no shape-guard module when it decomposes the program;
+                # that module's code names the replay's *inputs as L['inputs'][0] and fails. Guards check
+                # PyTorch-side calls, which an ONNX model never makes.
+                program.example_inputs = None
+            return export_program(program, hierarchy, normalize_path=normalize), user_positions
 
     def _record(self, index: int, entry: dict) -> None:
         if self.output_dir is None:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import warnings
 
+import onnx_ir as ir
 import pytest
 import torch
 from torch import nn
@@ -81,6 +82,50 @@ def test_bert_tiny_matches_eager_and_export(bert_export, tmp_path):
     assert "encoder.layer.0.attention.self.query.bias" in json.loads(
         (tmp_path / "graph_0" / "operations.json").read_text()
     )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dynamic", [True, None], ids=["dynamic", "shape-change"])
+def test_dynamic_shapes_stay_in_onnx(bert_tiny, bert_export, dynamic):
+    """dynamic=True, or a shape change (dynamo then marks dims dynamic), lowers a dynamic graph, no fallback."""
+    _, _, exported, _ = bert_export
+    backend = hiercompile.backend()
+    compiled = torch.compile(bert_tiny, backend=backend, dynamic=dynamic)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FallbackWarning)
+        for batch, seq in [(2, 16), (3, 9), (1, 20)]:
+            inputs = {"input_ids": torch.randint(0, 1000, (batch, seq)), "attention_mask": torch.ones(batch, seq)}
+            with torch.no_grad():
+                got, want = compiled(**inputs), bert_tiny(**inputs)
+            torch.testing.assert_close(got.last_hidden_state, want.last_hidden_state, atol=1e-4, rtol=1e-4)
+    assert all(result is not None for result in backend.results)
+    last = backend.results[-1]
+    assert any(isinstance(d, ir.SymbolicDim) for v in last.model.graph.inputs for d in v.shape)
+    assert {t: e["num_ops"] > 0 for t, e in last.hierarchy.items()} == {
+        t: e["num_ops"] > 0 for t, e in exported.hierarchy.items()
+    }
+
+
+class Scaled(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(4)
+        self.scale = 0.5
+
+    def forward(self, x):
+        return self.norm(x) * self.scale
+
+
+def test_dynamic_float_attributes_are_baked_and_checked_per_call():
+    model = Scaled().eval()
+    backend = hiercompile.backend()
+    compiled = torch.compile(model, backend=backend, dynamic=True)
+    x = torch.randn(3, 5, 4)
+    torch.testing.assert_close(compiled(x), model(x))
+    assert backend.results[0] is not None  # eps and scale were baked into the ONNX model
+    model.scale = 2.0  # dynamo passes the new value without recompiling; ONNX Runtime's model has 0.5
+    torch.testing.assert_close(compiled(x), model(x))  # so this call runs eagerly
+    assert len(backend.results) == 1
 
 
 @pytest.mark.slow
