@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
+from rich.status import Status
 from rich.table import Table
 
 from ._errors import HiercompileError
@@ -21,14 +23,40 @@ STEP_TEXT = {
     "lower": "lowering with the dynamo ONNX exporter",
     "carry": "carrying tags into ONNX and optimizing",
     "derive": "deriving DAGs and operation metadata",
+    "save": "writing the files",
 }
 
 
-def _progress(step: str, seconds: float | None) -> None:
-    if seconds is None:
-        console.print(f"[dim]…[/dim] {STEP_TEXT[step]}")
-    else:
+class _Progress:
+    """One line per finished step; while a step runs, a spinner with its elapsed time
+    (on a terminal), so a multi-minute lowering of a large model does not look hung."""
+
+    def __init__(self) -> None:
+        self.status: Status | None = None
+
+    def __call__(self, step: str, seconds: float | None) -> None:
+        if seconds is None:
+            if console.is_terminal:
+                self.status = console.status(ElapsedText(STEP_TEXT[step]))
+                self.status.start()
+            else:
+                console.print(f"[dim]…[/dim] {STEP_TEXT[step]}")
+            return
+        if self.status is not None:
+            self.status.stop()
+            self.status = None
         console.print(f"[green]✓[/green] {STEP_TEXT[step]} [dim]({seconds:.2f} s)[/dim]")
+
+
+class ElapsedText:
+    """A rich renderable: the step's text and the seconds since it started, redrawn by the spinner."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.start = time.perf_counter()
+
+    def __rich__(self) -> str:
+        return f"{self.text} [dim]({time.perf_counter() - self.start:.0f} s)[/dim]"
 
 
 def _indented(tag: str) -> str:
@@ -64,6 +92,7 @@ def cmd_export(ns: argparse.Namespace) -> None:
     batch = max(ns.batch, 2) if "batch" in axes else ns.batch
     kwargs = example_inputs(loaded.model, batch=batch, seq_len=max(ns.seq_len, 2) if "seq" in axes else ns.seq_len)
     dynamic = dynamic_shapes_for(kwargs, axes) if axes else None
+    progress = _Progress()
     result = export(
         loaded.model,
         (),
@@ -73,11 +102,14 @@ def cmd_export(ns: argparse.Namespace) -> None:
         functions=ns.functions,
         namespace=ns.namespace,
         external_data=ns.external_data or None,
-        progress=_progress,
+        progress=progress,
     )
+    progress("save", None)
+    start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         written = result.save(ns.output)
+    progress("save", time.perf_counter() - start)
     if ns.report:
         from ._report import report
 
@@ -162,7 +194,7 @@ def cmd_verify(ns: argparse.Namespace) -> None:
     path = Path(ns.output) / MODEL_FILE
     if not path.is_file():
         console.print(f"no {path} yet: exporting {ns.model} first")
-        export(loaded.model, (), kwargs, ns.output, progress=_progress)
+        export(loaded.model, (), kwargs, ns.output, progress=_Progress())
     report = verify(loaded.model, (), kwargs, path)
     write_files(Path(ns.output), {VERIFY_FILE: json_writer(report.to_json())})
     table = Table(title=f"PyTorch vs ONNX Runtime per module ({path})")
