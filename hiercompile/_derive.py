@@ -5,7 +5,7 @@ from __future__ import annotations
 import networkx as nx
 import onnx_ir as ir
 
-from .passes import ModuleHierarchy, get_tags, is_under
+from .passes import ModuleHierarchy, get_tags
 
 
 def hierarchy_metadata(hierarchy: ModuleHierarchy) -> dict[str, dict]:
@@ -30,12 +30,23 @@ def data_flow_graph(graph: ir.Graph) -> nx.DiGraph:
     return dag
 
 
+def _ancestors(tag: str) -> list[str]:
+    """``/A/B/C`` -> ``["/A/B/C", "/A/B", "/A"]``: the tag and every module above it."""
+    parts = tag.split("/")
+    return ["/".join(parts[:k]) for k in range(len(parts), 1, -1)]
+
+
 def module_dags(full: nx.DiGraph, tags: list[str]) -> dict[str, nx.DiGraph]:
-    """Each module's DAG: the subgraph induced by the ops whose primary tag lies in its subtree."""
-    return {
-        tag: full.subgraph(n for n, data in full.nodes(data=True) if is_under(data["tags"][0], tag)).copy()
-        for tag in tags
-    }
+    """Each module's DAG: the subgraph induced by the ops whose primary tag lies in its subtree.
+
+    Each op is added to its module and that module's ancestors, so the cost is ops x depth,
+    not ops x modules (which grows with the square of a model's depth in layers).
+    """
+    members: dict[str, list[str]] = {tag: [] for tag in tags}
+    for name, data in full.nodes(data=True):
+        for tag in _ancestors(data["tags"][0]):
+            members.setdefault(tag, []).append(name)
+    return {tag: full.subgraph(members[tag]).copy() for tag in tags}
 
 
 def operations(graph: ir.Graph) -> dict[str, dict]:
@@ -61,6 +72,10 @@ def hierarchy_summary(hierarchy: ModuleHierarchy, full: nx.DiGraph) -> dict[str,
     own = {tag: 0 for tag in summary}
     for _, data in full.nodes(data=True):
         own[data["tags"][0]] += 1
+    total = dict.fromkeys(summary, 0)
+    for tag, n in own.items():
+        for ancestor in _ancestors(tag):
+            total[ancestor] += n
     for entry in summary.values():
         entry["children"] = []
     for info in hierarchy:
@@ -68,7 +83,7 @@ def hierarchy_summary(hierarchy: ModuleHierarchy, full: nx.DiGraph) -> dict[str,
         entry["depth"] = info.depth
         entry["num_parameters"] = sum(p.numel() for p in info.module.parameters())
         entry["num_ops"] = own[info.tag]
-        entry["num_ops_total"] = sum(n for tag, n in own.items() if is_under(tag, info.tag))
+        entry["num_ops_total"] = total[info.tag]
         if info.parent is not None:
             summary[info.parent]["children"].append(info.tag)
     return summary
