@@ -27,3 +27,14 @@ def test_main_job_uses_a_shipped_preset():
     preset = re.search(r"hiercompile export (\S+)", main_job).group(1)
     assert preset in presets()
     assert main_job.startswith("pip install torch==2.13.0")
+
+
+def test_readme_shows_the_benchmark_results_as_written():
+    readme = (ROOT / "README.md").read_text()
+    results = sorted((ROOT / "benchmarks" / "results").glob("*.md"))
+    assert {p.stem for p in results} >= {"export_overhead", "functions", "compare", "backend", "large"}
+    for path in results:
+        rows = [line for line in path.read_text().splitlines() if line.startswith("| ")]
+        assert rows, path
+        missing = [row for row in rows if row not in readme]
+        assert not missing, f"README is out of date with {path.name}: {missing[:2]}"
