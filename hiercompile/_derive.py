@@ -40,7 +40,7 @@ def module_dags(full: nx.DiGraph, tags: list[str]) -> dict[str, nx.DiGraph]:
     """Each module's DAG: the subgraph induced by the ops whose primary tag lies in its subtree.
 
     Each op is added to its module and that module's ancestors, so the cost is ops x depth,
-    not ops x modules (which grows with the square of a model's depth in layers).
+    not ops x modules (which grows with the square of a model's depth in blocks).
     """
     members: dict[str, list[str]] = {tag: [] for tag in tags}
     for name, data in full.nodes(data=True):
