@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnx_ir as ir
 import onnxruntime as ort
 
 from ._errors import ProfileError
+from ._io import onnx_writer
 from ._retriever import HierarchyRetriever, ModelSource
 
 OVERHEAD = "(runtime, outside any op)"
@@ -160,11 +160,17 @@ def profile(
         options.enable_profiling = True
         options.log_severity_level = 3  # not its note that the optimized file is machine-specific
         options.profile_file_prefix = str(Path(tmp) / "profile")
-        options.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
-        on_disk = isinstance(model, str | Path) and not retriever.inlined  # external data stays where it is
-        source = str(model) if on_disk else ir.to_proto(retriever.model).SerializeToString()
+        options.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")  # read for its node names only
+        options.add_session_config_entry(
+            "session.optimized_model_external_initializers_file_name", "optimized.onnx.data"
+        )
+        options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
+        source = Path(model) if isinstance(model, str | Path) and not retriever.inlined else None
+        if source is None:  # an in-memory model or the inlined functions form: a file of its own (> 2 GB works)
+            source = Path(tmp) / "model.onnx"
+            onnx_writer(retriever.model)(source)
         try:
-            session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
             inputs = feeds if feeds is not None else _feeds(session, dims or {}, default_dim)
             for _ in range(warmup + runs):
                 session.run(None, inputs)

@@ -54,3 +54,7 @@ def test_forced_external_data_round_trips_through_every_reader(bert_tiny, tmp_pa
     check_spec(tmp_path / "f.onnx")
     inputs = example_inputs(bert_tiny, seq_len=8)
     assert hiercompile.verify(bert_tiny, (), inputs, out / "model.onnx").ok
+    flat = hiercompile.profile(out / "model.onnx", runs=2)
+    functions = hiercompile.profile(out / "model.functions.onnx", runs=2)
+    assert {m.tag: m.ops for m in flat.modules} == {m.tag: m.ops for m in functions.modules}
+    assert flat.kernels > 0
