@@ -181,7 +181,7 @@ def charts(rows: list[dict], scale: list[dict]) -> list[Path]:
     fig.savefig(out / "compare.png", dpi=110)
     paths = [out / "compare.png"]
     if scale:
-        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+        fig, (left, right) = plt.subplots(1, 2, figsize=(13, 3.8), gridspec_kw={"wspace": 0.75})
         layers = [s["layers"] for s in scale]
         for step in scale[0]["per_node_us"]:
             style = {"linestyle": "--", "color": "grey"} if step == "optimizer" else {}
@@ -191,7 +191,7 @@ def charts(rows: list[dict], scale: list[dict]) -> list[Path]:
         left.set_xlabel("BERT layers (hidden 128)")
         left.set_ylabel("µs per ONNX node (log)")
         left.set_title("hiercompile's steps, time per node")
-        left.legend(fontsize=7, ncol=2)
+        left.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         right.plot(layers, [s["ratio"] for s in scale], marker="o", color="tab:red")
         right.axhline(1.10, linestyle="--", color="grey", label="target 1.10x")
         right.set_ylim(0, max(1.5, *(s["ratio"] for s in scale)) + 0.1)
