@@ -181,10 +181,10 @@ def charts(rows: list[dict], scale: list[dict]) -> list[Path]:
     fig.savefig(out / "compare.png", dpi=110)
     paths = [out / "compare.png"]
     if scale:
-        fig, (left, right) = plt.subplots(1, 2, figsize=(13, 3.8), gridspec_kw={"wspace": 0.75})
+        fig, (left, right) = plt.subplots(1, 2, figsize=(13, 3.8), gridspec_kw={"wspace": 0.9})
         layers = [s["layers"] for s in scale]
         for step in scale[0]["per_node_us"]:
-            style = {"linestyle": "--", "color": "grey"} if step == "optimizer" else {}
+            style = {"linestyle": "--", "color": "black"} if step == "optimizer" else {}
             label = "onnxscript optimizer (plain export runs it too)" if step == "optimizer" else step
             left.plot(layers, [s["per_node_us"][step] for s in scale], marker="o", label=label, **style)
         left.set_yscale("log")
@@ -198,8 +198,7 @@ def charts(rows: list[dict], scale: list[dict]) -> list[Path]:
         right.set_xlabel("BERT layers (hidden 128)")
         right.set_title("total export time / plain dynamo export")
         right.legend()
-        fig.tight_layout()
-        fig.savefig(out / "scaling.png", dpi=110)
+        fig.savefig(out / "scaling.png", dpi=110, bbox_inches="tight")
         paths.append(out / "scaling.png")
     return paths
 
