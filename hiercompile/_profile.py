@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from ._errors import ProfileError
+from ._errors import InputError, ProfileError
 from ._io import onnx_writer
 from ._retriever import HierarchyRetriever, ModelSource
 
@@ -149,10 +149,13 @@ def profile(
 
     Works on the flat and the functions form (the latter is inlined first, which is
     what ONNX Runtime runs anyway). ORT's graph optimizations stay on, so times are
-    those of a real deployment; a fused kernel counts for the node it is named after.
+    those of a real deployment; a fused kernel counts for the node it stands for
+    (:func:`_kernel_nodes`).
     Without ``feeds``, inputs are generated: symbolic dims from ``dims`` (by name,
     else ``default_dim``), integer inputs all ones, floats standard normal.
     """
+    if runs < 1 or warmup < 0:
+        raise InputError(f"runs must be >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}")
     retriever = HierarchyRetriever(model)
     node_tags = {name: data["tags"][0] for name, data in retriever.graph.nodes(data=True)}
     with tempfile.TemporaryDirectory() as tmp:

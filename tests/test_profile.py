@@ -100,3 +100,9 @@ def test_profile_rejects_inputs_that_do_not_fit(bert_export):
     *_, out = bert_export
     with pytest.raises(hiercompile.HiercompileError, match="profile step"):
         hiercompile.profile(out / "model.onnx", feeds={"input_ids": np.ones((1, 3), dtype=np.float32)})
+
+
+def test_profile_needs_at_least_one_run(bert_export):
+    *_, out = bert_export
+    with pytest.raises(hiercompile.HiercompileError, match="runs must be >= 1"):
+        hiercompile.profile(out / "model.onnx", runs=0)
