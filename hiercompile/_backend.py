@@ -188,6 +188,11 @@ def _output_template(gm: fx.GraphModule) -> list[Any]:
     return [_TENSOR if isinstance(v, fx.Node) else v for v in values]
 
 
+def _placeholders(gm: fx.GraphModule) -> list[fx.Node]:
+    """The graph's arguments, in calling order."""
+    return list(gm.graph.find_nodes(op="placeholder"))
+
+
 def _symbolic_sizes(
     gm: fx.GraphModule, example_inputs: list[Any]
 ) -> tuple[dict[int, tuple[int, int]], dict[int, dict[int, Any]]]:
@@ -198,7 +203,7 @@ def _symbolic_sizes(
     argument (``(tensor position, dim)``), so the ONNX model needs only the tensors;
     the dims with a symbolic size become dynamic axes for torch.export.
     """
-    values = [n.meta.get("example_value") for n in gm.graph.nodes if n.op == "placeholder"]
+    values = [n.meta.get("example_value") for n in _placeholders(gm)]
     dims: dict[Any, tuple[int, int]] = {}
     dynamic: dict[int, dict[int, Any]] = {}
     for i, value in enumerate(values):
@@ -226,14 +231,13 @@ def _symbolic_sizes(
 def _scalar_positions(gm: fx.GraphModule) -> list[int]:
     """Arguments that are Python numbers dynamo passes as 0-d tensors (``dynamic=True`` does so
     for float attributes such as a norm's ``eps``); they are baked into the ONNX model."""
-    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
-    return [i for i, n in enumerate(placeholders) if getattr(n.meta.get("grapharg"), "pass_arg_as_tensor", False)]
+    return [i for i, n in enumerate(_placeholders(gm)) if getattr(n.meta.get("grapharg"), "pass_arg_as_tensor", False)]
 
 
 def _bake_scalars(gm: fx.GraphModule, example_inputs: list[Any]) -> fx.GraphModule:
     """A copy of ``gm`` whose scalar arguments' ``.item()`` calls are their current values."""
     baked = fx.GraphModule(gm, copy.deepcopy(gm.graph))
-    placeholders = [n for n in baked.graph.nodes if n.op == "placeholder"]
+    placeholders = _placeholders(baked)
     for i in _scalar_positions(gm):
         for user in list(placeholders[i].users):
             if user.op != "call_method" or user.target != "item":
