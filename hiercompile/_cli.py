@@ -34,10 +34,18 @@ class _Progress:
     def __init__(self) -> None:
         self.status: Status | None = None
 
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.status is not None:  # a step failed: stop the spinner before the error is printed
+            self.status.stop()
+            self.status = None
+
     def __call__(self, step: str, seconds: float | None) -> None:
         if seconds is None:
             if console.is_terminal:
-                self.status = console.status(ElapsedText(STEP_TEXT[step]))
+                self.status = console.status(_ElapsedText(STEP_TEXT[step]))
                 self.status.start()
             else:
                 console.print(f"[dim]…[/dim] {STEP_TEXT[step]}")
@@ -48,7 +56,7 @@ class _Progress:
         console.print(f"[green]✓[/green] {STEP_TEXT[step]} [dim]({seconds:.2f} s)[/dim]")
 
 
-class ElapsedText:
+class _ElapsedText:
     """A rich renderable: the step's text and the seconds since it started, redrawn by the spinner."""
 
     def __init__(self, text: str) -> None:
@@ -92,24 +100,24 @@ def cmd_export(ns: argparse.Namespace) -> None:
     batch = max(ns.batch, 2) if "batch" in axes else ns.batch
     kwargs = example_inputs(loaded.model, batch=batch, seq_len=max(ns.seq_len, 2) if "seq" in axes else ns.seq_len)
     dynamic = dynamic_shapes_for(kwargs, axes) if axes else None
-    progress = _Progress()
-    result = export(
-        loaded.model,
-        (),
-        kwargs,
-        dynamic_shapes=dynamic,
-        attributes=ns.attributes,
-        functions=ns.functions,
-        namespace=ns.namespace,
-        external_data=ns.external_data or None,
-        progress=progress,
-    )
-    progress("save", None)
-    start = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        written = result.save(ns.output)
-    progress("save", time.perf_counter() - start)
+    with _Progress() as progress:
+        result = export(
+            loaded.model,
+            (),
+            kwargs,
+            dynamic_shapes=dynamic,
+            attributes=ns.attributes,
+            functions=ns.functions,
+            namespace=ns.namespace,
+            external_data=ns.external_data or None,
+            progress=progress,
+        )
+        progress("save", None)
+        start = time.perf_counter()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            written = result.save(ns.output)
+        progress("save", time.perf_counter() - start)
     if ns.report:
         from ._report import report
 
@@ -194,7 +202,8 @@ def cmd_verify(ns: argparse.Namespace) -> None:
     path = Path(ns.output) / MODEL_FILE
     if not path.is_file():
         console.print(f"no {path} yet: exporting {ns.model} first")
-        export(loaded.model, (), kwargs, ns.output, progress=_Progress())
+        with _Progress() as progress:
+            export(loaded.model, (), kwargs, ns.output, progress=progress)
     report = verify(loaded.model, (), kwargs, path)
     write_files(Path(ns.output), {VERIFY_FILE: json_writer(report.to_json())})
     table = Table(title=f"PyTorch vs ONNX Runtime per module ({path})")

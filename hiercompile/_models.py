@@ -10,6 +10,9 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import os
+import socket
+import urllib.parse
 from importlib import resources
 from pathlib import Path
 
@@ -55,15 +58,28 @@ def from_preset(name: str, preset: dict) -> LoadedModel:
     return LoadedModel(model.eval(), f"preset {name}: {preset['description']}", random_weights=True)
 
 
-def from_pretrained(name: str) -> LoadedModel:
+def from_pretrained(name: str, local_files_only: bool = False) -> LoadedModel:
     """Load config and weights with ``from_pretrained`` from a local directory, a cache or the hub."""
     import transformers
 
-    config = transformers.AutoConfig.from_pretrained(name)
+    config = transformers.AutoConfig.from_pretrained(name, local_files_only=local_files_only)
     architectures = getattr(config, "architectures", None) or []
     cls = _model_class(architectures[0]) if architectures else transformers.AutoModel
-    model = cls.from_pretrained(name, dtype="auto")
+    model = cls.from_pretrained(name, dtype="auto", local_files_only=local_files_only)
     return LoadedModel(model.eval(), f"{name} (weights from from_pretrained)", random_weights=False)
+
+
+def _hub_reachable() -> bool:
+    """Whether the hub's host resolves (and offline mode is off): offline, the hub client
+    would otherwise retry for half a minute before failing."""
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return False
+    host = urllib.parse.urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or ""
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError:
+        return False
+    return True
 
 
 def load_model(name: str) -> LoadedModel:
@@ -77,7 +93,12 @@ def load_model(name: str) -> LoadedModel:
         except (OSError, ValueError) as e:
             raise ModelLoadError(f"cannot load {name!r} as a Hugging Face model directory: {e}") from e
     try:
-        return from_pretrained(name)
+        try:
+            return from_pretrained(name, local_files_only=True)  # the cache first: no network round trip
+        except (OSError, ValueError):
+            if not _hub_reachable():
+                raise
+            return from_pretrained(name)
     except (OSError, ValueError) as e:
         raise ModelLoadError(
             f"{name!r} is not a preset ({', '.join(sorted(available))}), not a local directory, and could not "

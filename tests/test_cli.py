@@ -127,3 +127,21 @@ def test_export_with_namespace_and_report(tmp_path):
         if "hiercompile.tag" in props:
             assert props["namespace"] == props["hiercompile.tag"][1:]
             assert props["hiercompile.original_namespace"].startswith(": transformers.")  # the exporter's
+
+
+def test_unreachable_hub_fails_without_network_retries(monkeypatch):
+    from hiercompile import _models
+    from hiercompile._errors import ModelLoadError
+
+    attempts = []
+
+    def fake_from_pretrained(name, local_files_only=False):
+        attempts.append(local_files_only)
+        raise OSError("not found")
+
+    monkeypatch.setattr(_models, "from_pretrained", fake_from_pretrained)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "https://hub.invalid")  # .invalid never resolves
+    with pytest.raises(ModelLoadError, match="save_pretrained"):
+        _models.load_model("someone/some-model")
+    assert attempts == [True]  # the cache only: the hub's host does not resolve
