@@ -6,6 +6,7 @@ import gc
 import logging
 import os
 import statistics
+import sys
 import threading
 import time
 import warnings
@@ -64,9 +65,12 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def write_result(name: str, text: str) -> Path:
+    """Print the results table and write it to ``benchmarks/results/<name>`` (what the README copies)."""
+    print(text)
     path = Path(__file__).parent / "results" / name
     path.parent.mkdir(exist_ok=True)
     path.write_text(text, encoding="utf-8")
+    print(f"written to {path}", file=sys.stderr)
     return path
 
 

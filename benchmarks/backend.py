@@ -65,8 +65,7 @@ def main() -> None:
         f"hiercompile {hiercompile.__version__}, {platform.machine()}, {torch.get_num_threads()} threads.\n\n"
         + markdown_table(header, rows)
     )
-    print(text)
-    print(f"written to {write_result('backend.md', text)}", file=sys.stderr)
+    write_result("backend.md", text)
 
 
 if __name__ == "__main__":

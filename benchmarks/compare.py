@@ -289,8 +289,7 @@ def main() -> None:
     ns = parser.parse_args()
     rows, scale = run(ns.models.split(","), ns.runs, 0 if ns.no_scaling else ns.scaling_runs)
     text = render(rows, scale, ns.runs)
-    print(text)
-    print(f"written to {write_result('compare.md', text)}", file=sys.stderr)
+    write_result("compare.md", text)
     if not ns.no_chart:
         for path in charts(rows, scale):
             print(f"chart: {path}", file=sys.stderr)

@@ -65,8 +65,7 @@ def main() -> None:
         f"torch {torch.__version__}, hiercompile {hiercompile.__version__}, {platform.machine()}, "
         f"{torch.get_num_threads()} threads.\n\n" + markdown_table(header, rows)
     )
-    print(text)
-    print(f"written to {write_result('export_overhead.md', text)}", file=sys.stderr)
+    write_result("export_overhead.md", text)
 
 
 if __name__ == "__main__":

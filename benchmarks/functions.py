@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -95,8 +94,7 @@ def main() -> None:
         f"Medians: session creation of 3, latency of {ns.runs} alternating runs, one process. "
         f"onnxruntime {ort.__version__}, {platform.machine()}.\n\n" + markdown_table(header, rows)
     )
-    print(text)
-    print(f"written to {write_result('functions.md', text)}", file=sys.stderr)
+    write_result("functions.md", text)
 
 
 if __name__ == "__main__":

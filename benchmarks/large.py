@@ -121,8 +121,7 @@ def main() -> None:
         f"{ours['peak_mib'] / plain['peak_mib']:.2f}x. hiercompile's steps: {steps} (it also writes the "
         "hierarchy, DAG and operations JSON files).\n"
     )
-    print(text)
-    print(f"written to {write_result('large.md', text)}", file=sys.stderr)
+    write_result("large.md", text)
 
 
 if __name__ == "__main__":
