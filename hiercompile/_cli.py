@@ -232,7 +232,7 @@ def cmd_profile(ns: argparse.Namespace) -> None:
     result = profile(ns.model, runs=ns.runs, dims=dims)
     out = Path(ns.json) if ns.json else Path(ns.model).parent / PROFILE_FILE
     write_files(out.parent, {out.name: json_writer(result.to_json())})
-    table = Table(title=f"ONNX Runtime time per module, median of {result.runs} runs ({ns.model})")
+    table = Table(title=f"ONNX Runtime time per module, mean of the typical half of {result.runs} runs ({ns.model})")
     for column in ("module", "own ms", "subtree ms", "share", "kernels"):
         table.add_column(column, justify="left" if column == "module" else "right", overflow="fold")
     for m in result.top(ns.top):
@@ -272,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("profile", help="time every module in ONNX Runtime (its profiler, attributed by tag)")
     p.add_argument("model", help="a model.onnx (flat or functions form) written by hiercompile")
     p.add_argument(
-        "--runs", type=int, default=10, help="profiled runs after 2 warm-ups; medians are shown (default 10)"
+        "--runs", type=int, default=10, help="profiled runs after 2 warm-ups; the middle half by duration is averaged (default 10)"
     )
     p.add_argument("--top", type=int, default=15, help="how many modules to list, by own time (default 15)")
     p.add_argument("--dims", metavar="NAME=N,...", default="", help="sizes of symbolic input dims (others: 2)")

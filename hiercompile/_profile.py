@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import statistics
+import math
 import tempfile
 from pathlib import Path
 
@@ -24,7 +24,7 @@ _KERNEL = "_kernel_time"
 
 @dataclasses.dataclass
 class ModuleTime:
-    """Median milliseconds per run of one module: its own ops and its whole subtree."""
+    """Milliseconds per run of one module: its own ops and its whole subtree."""
 
     tag: str
     self_ms: float
@@ -37,9 +37,10 @@ class ModuleTime:
 class ProfileReport:
     """Where a model's ONNX Runtime run time goes, module by module (hierarchy order).
 
-    ``run_ms`` is the median ``model_run`` time; ``kernel_ms`` the median time in op
-    kernels; ``overhead_ms`` the median of the rest. The modules' ``self_ms`` and
-    ``overhead_ms`` add up to ``run_ms`` (medians, so within rounding of the runs).
+    Every figure is a mean over the same typical runs (the middle half by duration):
+    ``run_ms`` the ``model_run`` time, ``kernel_ms`` the time in op kernels,
+    ``overhead_ms`` the rest. The modules' ``self_ms`` and ``overhead_ms`` add up to
+    ``run_ms``, and the root's ``subtree_ms`` is ``kernel_ms``.
     """
 
     modules: list[ModuleTime]
@@ -48,7 +49,6 @@ class ProfileReport:
     overhead_ms: float
     runs: int
     kernels: int  # distinct kernels ORT ran per run, each attributed to one module
-    optimized_nodes: dict[str, str]  # kernel name ORT made by fusing -> the node it was named after
 
     def top(self, n: int = 10) -> list[ModuleTime]:
         """The ``n`` modules with the most time of their own."""
@@ -193,6 +193,14 @@ def profile(
     return _attribute(retriever, node_tags, kernel_nodes, run_events[warmup:], kernels, runs)
 
 
+def _typical_runs(run_events: list[dict]) -> list[int]:
+    """Indices of the middle half of the runs by duration (at least one): the runs a busy
+    machine did not slow down or that did not happen to be quick, so outliers drop out."""
+    order = sorted(range(len(run_events)), key=lambda i: run_events[i]["dur"])
+    drop = len(order) // 4
+    return sorted(order[drop : len(order) - drop])
+
+
 def _attribute(
     retriever: HierarchyRetriever,
     node_tags: dict[str, str],
@@ -201,11 +209,20 @@ def _attribute(
     kernels: list[dict],
     runs: int,
 ) -> ProfileReport:
-    """Per run, sum each kernel's time into its node's module; then medians over runs."""
-    fused = {k: n for k, n in kernel_nodes.items() if k != n}
-    seen: set[str] = set()
+    """Attribute each run's kernels to modules, then average over the typical runs.
+
+    Rules:
+
+    1. A kernel belongs to the run whose ``model_run`` span holds its start, and its
+       time to the module of the node it stands for.
+    2. A run's overhead is its duration minus its kernels' time.
+    3. Every figure is the mean over the same runs, the middle half by duration
+       (:func:`_typical_runs`). Means over one set of runs add up: the modules' own
+       times plus the overhead give the run time, and the root's subtree time the
+       kernel time, however loaded the machine was.
+    """
     per_run: list[dict[str, float]] = []
-    kernel_totals: list[float] = []
+    seen: set[str] = set()
     for run in run_events:
         start, end = run["ts"], run["ts"] + run["dur"]
         own: dict[str, float] = {}
@@ -222,14 +239,17 @@ def _attribute(
             seen.add(kernel)
             own[node_tags[node]] = own.get(node_tags[node], 0.0) + event["dur"] / 1000
         per_run.append(own)
-        kernel_totals.append(sum(own.values()))
-    run_ms = statistics.median(e["dur"] / 1000 for e in run_events)
+    typical = _typical_runs(run_events)
+
+    def mean(values: list[float]) -> float:
+        return math.fsum(values) / len(values)
+
+    run_ms = mean([run_events[i]["dur"] / 1000 for i in typical])
+    self_ms = {tag: mean([per_run[i].get(tag, 0.0) for i in typical]) for tag in retriever.modules()}
+    kernel_ms = math.fsum(self_ms.values())
     modules = []
     for tag in retriever.modules():
-        subtree = retriever.get_module_subtree(tag)
-        self_ms = statistics.median(r.get(tag, 0.0) for r in per_run)
-        subtree_ms = statistics.median(sum(r.get(t, 0.0) for t in subtree) for r in per_run)
+        subtree_ms = math.fsum(self_ms[t] for t in retriever.get_module_subtree(tag))
         ops = sum(1 for k in seen if node_tags[kernel_nodes[k]] == tag)
-        modules.append(ModuleTime(tag, self_ms, subtree_ms, subtree_ms / run_ms if run_ms else 0.0, ops))
-    overhead = statistics.median(e["dur"] / 1000 - k for e, k in zip(run_events, kernel_totals, strict=True))
-    return ProfileReport(modules, run_ms, statistics.median(kernel_totals), overhead, runs, len(seen), fused)
+        modules.append(ModuleTime(tag, self_ms[tag], subtree_ms, subtree_ms / run_ms if run_ms else 0.0, ops))
+    return ProfileReport(modules, run_ms, kernel_ms, run_ms - kernel_ms, runs, len(seen))

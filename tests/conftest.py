@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +18,19 @@ import hiercompile
 SPEC_CHECKER = Path(__file__).resolve().parents[1].parent / "shared" / "tools" / "check_spec.py"
 
 
+class SpecCheckerMissing(UserWarning):
+    """../shared/tools/check_spec.py is not beside this checkout (a user's clone): that one check is left out."""
+
+
 def check_spec(model_path: Path, artifacts: Path | None = None) -> None:
-    """Run ../shared/tools/check_spec.py; skip when ../shared is absent (a user's clone)."""
+    """Run ../shared/tools/check_spec.py on a result.
+
+    In a user's clone (no ../shared beside it) only this check is left out, with a
+    warning: the calling test goes on with its own checks.
+    """
     if not SPEC_CHECKER.is_file():
-        pytest.skip("../shared/tools/check_spec.py is not beside this checkout")
+        warnings.warn(f"{SPEC_CHECKER} not found: SPEC check left out", SpecCheckerMissing, stacklevel=2)
+        return
     cmd = [sys.executable, str(SPEC_CHECKER), str(model_path), "--run"]
     if artifacts is not None:
         cmd += ["--artifacts", str(artifacts)]
