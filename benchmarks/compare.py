@@ -57,7 +57,7 @@ def compare_model(name: str, runs: int, folder: Path) -> dict:
     model, inputs = load(name)
     ours_dir, hook_path = folder / f"{name}-ours", folder / f"{name}-hooks.onnx"
     row: dict = {"model": name}
-    result = hiercompile.export(model, (), inputs, ours_dir)
+    result = hiercompile.export(model, (), ours_dir, kwargs=inputs)
     row["ours"] = {
         "coverage": result.coverage,
         "accuracy": accuracy(model, inputs, result.model),
@@ -73,7 +73,7 @@ def compare_model(name: str, runs: int, folder: Path) -> dict:
         hooks = hook_export(model, inputs, hook_path)
     except Exception as e:
         row["hooks"] = {"error": (str(e).strip().splitlines() or [type(e).__name__])[0][:80]}
-        candidates = {"hiercompile": lambda: hiercompile.export(model, (), inputs, ours_dir)}
+        candidates = {"hiercompile": lambda: hiercompile.export(model, (), ours_dir, kwargs=inputs)}
     else:
         total = sum(hooks.strategy.values())
         row["hooks"] = {
@@ -84,7 +84,7 @@ def compare_model(name: str, runs: int, folder: Path) -> dict:
             "mib": hook_path.stat().st_size / 2**20,
         }
         candidates = {
-            "hiercompile": lambda: hiercompile.export(model, (), inputs, ours_dir),
+            "hiercompile": lambda: hiercompile.export(model, (), ours_dir, kwargs=inputs),
             "hooks": lambda: hook_export(model, inputs, hook_path),
         }
     timings = alternate(runs, **candidates)
@@ -138,7 +138,7 @@ def scaling(runs: int, folder: Path, depths: tuple[int, ...] = (2, 6, 12, 24, 48
             plain.append(time.perf_counter() - start)
             start = time.perf_counter()
             with pass_times() as passes:
-                result = hiercompile.export(model, (), inputs, folder / "ours")
+                result = hiercompile.export(model, (), folder / "ours", kwargs=inputs)
             ours.append(time.perf_counter() - start)
             samples.append({"tag": result.timings["tag"], **passes, "derive": result.timings["derive"]})
         nodes = result.graph.number_of_nodes()

@@ -41,7 +41,7 @@ def bench(name: str, runs: int) -> list[str]:
         res = alternate(
             runs,
             plain=lambda: plain_export(model, kwargs, Path(tmp) / "plain.onnx"),
-            hiercompile=lambda: hiercompile.export(model, (), kwargs, Path(tmp) / "ours"),
+            hiercompile=lambda: hiercompile.export(model, (), Path(tmp) / "ours", kwargs=kwargs),
         )
     t_plain, t_ours = median(res["plain"], 0), median(res["hiercompile"], 0)
     m_plain, m_ours = median(res["plain"], 1), median(res["hiercompile"], 1)

@@ -36,7 +36,7 @@ def bench(name: str, runs: int, folder: Path) -> list[str]:
     torch.manual_seed(0)
     model = BertModel(BertConfig(vocab_size=30522, **CONFIGS[name])).eval()
     ids = torch.randint(0, 1000, (1, 128))
-    result = hiercompile.export(model, (), {"input_ids": ids, "attention_mask": torch.ones_like(ids)})
+    result = hiercompile.export(model, kwargs={"input_ids": ids, "attention_mask": torch.ones_like(ids)})
     functions = result.functions_model()
     paths = {"flat": folder / f"{name}.onnx", "functions": folder / f"{name}.functions.onnx"}
     ir.save(result.model, paths["flat"])

@@ -61,7 +61,7 @@ def child(approach: str, layers: int, seq_len: int, out: Path) -> dict:
                 out / "model.onnx", external_data=True
             )
         else:
-            hiercompile.export(model, (), inputs, out, progress=progress)
+            hiercompile.export(model, (), out, kwargs=inputs, progress=progress)
     seconds = time.perf_counter() - start
     files = {p.name: p.stat().st_size / 2**20 for p in sorted(out.iterdir())}
     return {

@@ -1,29 +1,106 @@
-"""hiercompile: export PyTorch models to ONNX with every op tagged by the module it ran in."""
+"""hiercompile: export PyTorch models to ONNX with every op tagged by the module it ran in.
 
-from ._backend import backend
-from ._errors import HiercompileError
-from ._export import ExportResult, export
-from ._extract import extract
-from ._profile import ProfileReport, profile
-from ._report import report
-from ._retriever import HierarchyRetriever
-from ._verify import VerifyReport, verify
+Names are imported on first use, so ``import hiercompile`` (and the command line's
+``--help``) does not load torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._errors import (
+    AttributesWarning,
+    CaptureError,
+    CaptureWarning,
+    CarryError,
+    FallbackWarning,
+    FunctionsError,
+    HiercompileError,
+    InputError,
+    LowerError,
+    ModelLoadError,
+    NotTaggedError,
+    ProfileError,
+    QueryError,
+    SaveError,
+    StaleResultWarning,
+    TagError,
+    UnusedInputWarning,
+    VerifyError,
+)
 from ._version import __version__
-from .passes import ModuleHierarchy, is_kept
+
+_LAZY = {
+    "ExportResult": "._exporter",
+    "export": "._exporter",
+    "HierarchyRetriever": "._tools._retrieve",
+    "extract": "._tools._extract",
+    "functionize": "._tools._functions",
+    "ProfileReport": "._tools._profile",
+    "profile": "._tools._profile",
+    "report": "._tools._report",
+    "VerifyReport": "._tools._verify",
+    "verify": "._tools._verify",
+    "backend": "._runtime._backend",
+    "ModuleHierarchy": ".passes",
+    "is_kept": ".passes",
+}
+
+if TYPE_CHECKING:
+    from ._exporter import ExportResult, export
+    from ._runtime._backend import backend
+    from ._tools._extract import extract
+    from ._tools._functions import functionize
+    from ._tools._profile import ProfileReport, profile
+    from ._tools._report import report
+    from ._tools._retrieve import HierarchyRetriever
+    from ._tools._verify import VerifyReport, verify
+    from .passes import ModuleHierarchy, is_kept
 
 __all__ = [
+    "AttributesWarning",
+    "CaptureError",
+    "CaptureWarning",
+    "CarryError",
     "ExportResult",
+    "FallbackWarning",
+    "FunctionsError",
     "HierarchyRetriever",
     "HiercompileError",
+    "InputError",
+    "LowerError",
+    "ModelLoadError",
     "ModuleHierarchy",
+    "NotTaggedError",
+    "ProfileError",
     "ProfileReport",
+    "QueryError",
+    "SaveError",
+    "StaleResultWarning",
+    "TagError",
+    "UnusedInputWarning",
+    "VerifyError",
     "VerifyReport",
     "__version__",
     "backend",
     "export",
     "extract",
+    "functionize",
     "is_kept",
     "profile",
     "report",
     "verify",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'hiercompile' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,4 +1,9 @@
-"""The ``hiercompile`` command line."""
+"""The ``hiercompile`` command line.
+
+Only ``argparse``, ``rich`` and the light modules are imported at start: torch,
+transformers and ONNX load inside the commands that need them, after the arguments
+were checked, so ``--help``, ``--version`` and a wrong argument answer at once.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +15,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.status import Status
 from rich.table import Table
 
-from ._errors import HiercompileError
-
-console = Console(stderr=True, highlight=False)
+from ._errors import HiercompileError, InputError
+from ._sources import DYNAMIC_AXES, position_limit, presets, resolve
+from ._version import __version__
 
 STEP_TEXT = {
     "capture": "capturing with torch.export",
@@ -25,6 +31,13 @@ STEP_TEXT = {
     "derive": "deriving DAGs and operation metadata",
     "save": "writing the files",
 }
+EXIT_INTERRUPTED = 130
+
+
+def _console(stderr: bool = True) -> Console:
+    """A console on stderr (messages) or stdout (results); not on a terminal, lines are not wrapped."""
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else 1000)
 
 
 class _Progress:
@@ -32,6 +45,7 @@ class _Progress:
     (on a terminal), so a multi-minute lowering of a large model does not look hung."""
 
     def __init__(self) -> None:
+        self.console = _console()
         self.status: Status | None = None
 
     def __enter__(self) -> _Progress:
@@ -44,16 +58,16 @@ class _Progress:
 
     def __call__(self, step: str, seconds: float | None) -> None:
         if seconds is None:
-            if console.is_terminal:
-                self.status = console.status(_ElapsedText(STEP_TEXT[step]))
+            if self.console.is_terminal:
+                self.status = self.console.status(_ElapsedText(STEP_TEXT[step]))
                 self.status.start()
             else:
-                console.print(f"[dim]…[/dim] {STEP_TEXT[step]}")
+                self.console.print(f"[dim]…[/dim] {STEP_TEXT[step]}")
             return
         if self.status is not None:
             self.status.stop()
             self.status = None
-        console.print(f"[green]✓[/green] {STEP_TEXT[step]} [dim]({seconds:.2f} s)[/dim]")
+        self.console.print(f"[green]✓[/green] {STEP_TEXT[step]} [dim]({seconds:.2f} s)[/dim]")
 
 
 class _ElapsedText:
@@ -69,10 +83,20 @@ class _ElapsedText:
 
 def _indented(tag: str) -> str:
     """A tag's last segment, indented by its depth: a tree in a table column."""
-    return "  " * (tag.count("/") - 1) + tag.rsplit("/", 1)[-1]
+    from .passes.tags import tag_depth
+
+    return "  " * tag_depth(tag) + tag.rsplit("/", 1)[-1]
+
+
+def _value_line(value) -> str:
+    """``name [batch, 16] INT64``: a graph input or output with its shape, named dims dynamic."""
+    dims = ", ".join(str(d) for d in value.shape) if value.shape is not None else "?"
+    dtype = value.dtype.name if value.dtype is not None else "?"
+    return f"{value.name} [{dims}] {dtype}"
 
 
 def _summary(result, written: list[Path]) -> None:
+    console = _console()
     table = Table(title="Modules", show_lines=False)
     table.add_column("module")
     table.add_column("ops own", justify="right")
@@ -82,82 +106,108 @@ def _summary(result, written: list[Path]) -> None:
         counts = (str(entry["num_ops"]), str(entry["num_ops_total"]), f"{entry['num_parameters']:,}")
         table.add_row(_indented(tag), *counts)
     console.print(table)
+    graph = result.model.graph
+    console.print("inputs: " + "; ".join(_value_line(v) for v in graph.inputs))
+    console.print("outputs: " + "; ".join(_value_line(v) for v in graph.outputs))
+    dynamic = sorted({str(d) for v in graph.inputs for d in (v.shape or ()) if not isinstance(d, int)})
+    console.print(f"dynamic axes: {', '.join(dynamic) if dynamic else 'none (static shapes)'}")
+    console.print(f"mode: {'training' if result.training else 'eval'}")
     console.print(f"coverage: {result.coverage:.1%} of {result.graph.number_of_nodes()} ops tagged")
     console.print("time per step: " + ", ".join(f"{k} {v:.2f} s" for k, v in result.timings.items()))
     for path in written:
         console.print(f"wrote {path} ({path.stat().st_size / 1024:,.1f} KiB)")
 
 
-def cmd_export(ns: argparse.Namespace) -> None:
-    from ._export import export
-    from ._models import dynamic_shapes_for, example_inputs, load_model
+def _check_sizes(ns: argparse.Namespace, config: dict | None) -> None:
+    """The example sizes, checked against the configuration before anything is built."""
+    if ns.batch < 1 or ns.seq_len < 1:
+        raise InputError(f"--batch and --seq-len must be at least 1, got {ns.batch} and {ns.seq_len}")
+    limit = position_limit(config)
+    if limit is not None and ns.seq_len > limit:
+        raise InputError(
+            f"--seq-len {ns.seq_len} is beyond the model's position limit of {limit} "
+            f"(its position embeddings); choose --seq-len {limit} or less"
+        )
 
-    loaded = load_model(ns.model)
+
+def _dynamic_axes(text: str | None) -> list[str]:
+    axes = [a for a in (text or "").split(",") if a]
+    unknown = sorted(set(axes) - set(DYNAMIC_AXES))
+    if unknown:
+        raise InputError(f"--dynamic: unknown axes {unknown}; choose from {', '.join(DYNAMIC_AXES)}")
+    return axes
+
+
+def cmd_export(ns: argparse.Namespace) -> None:
+    from ._artifacts import Output
+
+    Output(ns.output).check()
+    ref = resolve(ns.model)
+    _check_sizes(ns, ref.config)
+    axes = _dynamic_axes(ns.dynamic)
+
+    from ._exporter import export
+    from ._exporter._models import dynamic_shapes_for, example_inputs, load_model
+
+    console = _console()
+    loaded = load_model(ref)
     note = " [yellow](random weights)[/yellow]" if loaded.random_weights else ""
     console.print(f"model: {loaded.source}{note}")
-    axes = ns.dynamic.split(",") if ns.dynamic else []
     # torch.export specializes a size-1 dimension, so a dynamic axis needs an example of 2 or more
     batch = max(ns.batch, 2) if "batch" in axes else ns.batch
     kwargs = example_inputs(loaded.model, batch=batch, seq_len=max(ns.seq_len, 2) if "seq" in axes else ns.seq_len)
     dynamic = dynamic_shapes_for(kwargs, axes) if axes else None
-    with _Progress() as progress:
-        result = export(
-            loaded.model,
-            (),
-            kwargs,
-            dynamic_shapes=dynamic,
-            attributes=ns.attributes,
-            functions=ns.functions,
-            namespace=ns.namespace,
-            external_data=ns.external_data or None,
-            progress=progress,
-        )
+    with _Progress() as progress, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = export(loaded.model, kwargs=kwargs, dynamic_shapes=dynamic, namespace=ns.namespace, progress=progress)
         progress("save", None)
         start = time.perf_counter()
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            written = result.save(ns.output)
+        written = result.save(
+            ns.output, functions=ns.functions, attributes=ns.attributes, external_data=ns.external_data or None
+        )
         progress("save", time.perf_counter() - start)
     if ns.report:
-        from ._report import report
+        from ._tools._report import report
 
         written.append(report(ns.output))
     for w in caught:
-        console.print(f"[yellow]warning:[/yellow] {w.message}", soft_wrap=True)
+        if issubclass(w.category, UserWarning) and w.category.__module__.startswith("hiercompile"):
+            console.print(f"[yellow]warning:[/yellow] {escape(str(w.message))}")
     _summary(result, written)
 
 
 def cmd_functionize(ns: argparse.Namespace) -> None:
     from ._io import onnx_writer, write_files
-    from ._retriever import load_tagged
-    from ._tag_onnx import functionize
+    from ._tools._functions import functionize
+    from ._tools._retrieve import load_tagged
 
     model = load_tagged(ns.input)
     result = functionize(model)
     out = Path(ns.output)
     write_files(out.parent, {out.name: onnx_writer(model)})
     names = sorted(set(result.functions.values()))
-    console.print(f"wrote {out}: {len(result.functions)} module calls of {len(names)} functions", soft_wrap=True)
+    console = _console()
+    console.print(f"wrote {out}: {len(result.functions)} module calls of {len(names)} functions")
     for tag, reason in result.inline.items():
-        console.print(f"[yellow]kept inline:[/yellow] {tag}: {reason}", soft_wrap=True)
+        console.print(f"[yellow]kept inline:[/yellow] {escape(tag)}: {escape(reason)}")
 
 
 def cmd_strip_attributes(ns: argparse.Namespace) -> None:
     from ._io import onnx_writer, write_files
-    from ._retriever import load_tagged
+    from ._tools._retrieve import load_tagged
     from .passes import StripTagAttributesPass
 
     model = load_tagged(ns.input)
     StripTagAttributesPass()(model)
     out = Path(ns.output)
     write_files(out.parent, {out.name: onnx_writer(model)})
-    console.print(f"wrote {out} without tag attributes")
+    _console().print(f"wrote {out} without tag attributes")
 
 
 def cmd_inspect(ns: argparse.Namespace) -> None:
     from rich.tree import Tree
 
-    from ._retriever import HierarchyRetriever
+    from ._tools._retrieve import HierarchyRetriever
 
     retriever = HierarchyRetriever(ns.model)
     root = ns.module or retriever.modules()[0]
@@ -169,43 +219,43 @@ def cmd_inspect(ns: argparse.Namespace) -> None:
             continue
         own, total = len(retriever.get_nodes_by_module(tag, False)), len(retriever.get_nodes_by_module(tag))
         ops = ", ".join(f"{op} {n}" for op, n in retriever.op_types(tag).most_common(4))
-        label = (
-            f"[bold]{tag.rsplit('/', 1)[-1]}[/bold] ops {own}/{total} "
-            f"weights {retriever.num_parameters(tag):,} [dim]{ops}[/dim]"
-        )
+        label = f"[bold]{tag}[/bold] ops {own}/{total} weights {retriever.num_parameters(tag):,} [dim]{ops}[/dim]"
         parent = retriever.hierarchy[tag]["parent"]
         nodes[tag] = nodes[parent].add(label) if tag != root and parent in nodes else Tree(label)
-    Console(highlight=False).print(nodes[root])
-    console.print("ops own/subtree, initializer elements the subtree uses, most common op types")
+    _console(stderr=False).print(nodes[root])
+    _console().print("each module: full tag, ops own/subtree, initializer elements its subtree uses, common op types")
 
 
 def cmd_extract(ns: argparse.Namespace) -> None:
-    from ._extract import extract
+    from ._tools._extract import extract
 
     model = extract(ns.model, ns.tag, ns.output)
-    console.print(
+    _console().print(
         f"wrote {ns.output}: {len(model.graph)} nodes, inputs {[v.name for v in model.graph.inputs]}, "
-        f"outputs {[v.name for v in model.graph.outputs]}",
-        soft_wrap=True,
+        f"outputs {[v.name for v in model.graph.outputs]}"
     )
 
 
 def cmd_verify(ns: argparse.Namespace) -> None:
-    from ._export import MODEL_FILE, export
-    from ._io import json_writer, write_files
-    from ._models import example_inputs, load_model
-    from ._report import VERIFY_FILE
-    from ._verify import verify
+    from ._artifacts import MODEL_FILE, VERIFY_FILE, Output
 
-    loaded = load_model(ns.model)
+    Output(ns.output).check()
+    ref = resolve(ns.model)
+    _check_sizes(ns, ref.config)
+
+    from ._exporter import export
+    from ._exporter._models import example_inputs, load_model
+    from ._tools._verify import verify
+
+    console = _console()
+    loaded = load_model(ref)
     kwargs = example_inputs(loaded.model, batch=ns.batch, seq_len=ns.seq_len)
     path = Path(ns.output) / MODEL_FILE
     if not path.is_file():
         console.print(f"no {path} yet: exporting {ns.model} first")
         with _Progress() as progress:
-            export(loaded.model, (), kwargs, ns.output, progress=progress)
-    report = verify(loaded.model, (), kwargs, path)
-    write_files(Path(ns.output), {VERIFY_FILE: json_writer(report.to_json())})
+            export(loaded.model, (), ns.output, kwargs=kwargs, progress=progress)
+    report = verify(loaded.model, (), kwargs, path, output=ns.output)
     table = Table(title=f"PyTorch vs ONNX Runtime per module ({path})")
     for column in ("module", "status", "max abs diff", "max rel diff"):
         table.add_column(column)
@@ -213,39 +263,49 @@ def cmd_verify(ns: argparse.Namespace) -> None:
         color = {"matched": "green", "diverged": "red"}.get(check.status, "yellow")
         diffs = (f"{check.max_abs_diff:.2e}", f"{check.max_rel_diff:.2e}")
         table.add_row(_indented(check.tag), f"[{color}]{check.status}[/{color}]", *diffs)
-    Console(highlight=False).print(table)
+    _console(stderr=False).print(table)
+    console.print(f"wrote {Path(ns.output) / VERIFY_FILE}")
     if not report.ok:
         raise VerifyFailed(f"first divergence: {report.first_divergence}")
     console.print("every module matched")
 
 
 def cmd_profile(ns: argparse.Namespace) -> None:
-    from ._errors import InputError
-    from ._io import json_writer, write_files
-    from ._profile import OVERHEAD, profile
-    from ._report import PROFILE_FILE
+    from ._artifacts import PROFILE_FILE
 
+    if ns.runs < 1:
+        raise InputError(f"--runs must be at least 1, got {ns.runs}")
     try:
         dims = {k: int(v) for k, v in (item.split("=") for item in ns.dims.split(",") if item)}
     except ValueError as e:
-        raise InputError(f"--dims {ns.dims!r} is not NAME=N,...; e.g. --dims s0=1,s1=128") from e
-    result = profile(ns.model, runs=ns.runs, dims=dims)
-    out = Path(ns.json) if ns.json else Path(ns.model).parent / PROFILE_FILE
-    write_files(out.parent, {out.name: json_writer(result.to_json())})
-    table = Table(title=f"ONNX Runtime time per module, mean of the typical half of {result.runs} runs ({ns.model})")
+        raise InputError(f"--dims {ns.dims!r} is not NAME=N,...; e.g. --dims batch=1,seq=128") from e
+
+    from ._tools._profile import OVERHEAD, profile
+    from ._tools._retrieve import model_file
+
+    source = model_file(Path(ns.model))
+    out = Path(ns.json) if ns.json else source.parent / PROFILE_FILE
+    result = profile(source, runs=ns.runs, dims=dims, output=out)
+    table = Table(title=f"ONNX Runtime time per module, mean of the typical half of {result.runs} runs ({source})")
     for column in ("module", "own ms", "subtree ms", "share", "kernels"):
         table.add_column(column, justify="left" if column == "module" else "right", overflow="fold")
     for m in result.top(ns.top):
         table.add_row(m.tag, f"{m.self_ms:.3f}", f"{m.subtree_ms:.3f}", f"{m.share:.1%}", str(m.ops))
     table.add_row(OVERHEAD, f"{result.overhead_ms:.3f}", "", f"{result.overhead_ms / result.run_ms:.1%}", "")
-    Console(highlight=False).print(table)
-    console.print(f"run {result.run_ms:.3f} ms, of which op kernels {result.kernel_ms:.3f} ms; wrote {out}")
+    _console(stderr=False).print(table)
+    _console().print(f"run {result.run_ms:.3f} ms, of which op kernels {result.kernel_ms:.3f} ms; wrote {out}")
 
 
 def cmd_report(ns: argparse.Namespace) -> None:
-    from ._report import report
+    from ._tools._report import report
 
-    console.print(f"wrote {report(ns.directory)}")
+    console = _console()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        path = report(ns.directory)
+    for w in caught:
+        console.print(f"[yellow]warning:[/yellow] {escape(str(w.message))}")
+    console.print(f"wrote {path}")
 
 
 class VerifyFailed(Exception):
@@ -253,16 +313,19 @@ class VerifyFailed(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    names = ", ".join(sorted(presets()))
     parser = argparse.ArgumentParser(
         prog="hiercompile", description="Export PyTorch models to ONNX with every op tagged by its module."
     )
+    parser.add_argument("--version", action="version", version=f"hiercompile {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("export", help="export a preset, a local model directory or a hub id")
-    p.add_argument("model", help="preset name (see README), local Hugging Face model directory, or hub id")
-    p.add_argument("output", help="directory for model.onnx and the JSON side files")
+    model_help = f"a preset ({names}), a local checkpoint folder (config.json and weights), or a hub id"
+    p = sub.add_parser("export", help=f"export a preset ({names}), a checkpoint folder or a hub id")
+    p.add_argument("model", help=model_help)
+    p.add_argument("output", help="folder for model.onnx and the JSON side files")
     p.add_argument("--attributes", action="store_true", help="also write model.attributes.onnx (invalid ONNX)")
     p.add_argument("--functions", action="store_true", help="also write model.functions.onnx: modules as functions")
-    p.add_argument("--dynamic", metavar="AXES", help="dynamic axes, comma-separated: batch, seq (e.g. batch,seq)")
+    p.add_argument("--dynamic", metavar="AXES", help=f"dynamic axes, comma-separated, from: {', '.join(DYNAMIC_AXES)}")
     p.add_argument("--external-data", action="store_true", help="store weights in model.onnx.data (automatic > 2 GB)")
     p.add_argument("--namespace", action="store_true", help="set node namespaces to tags (Model Explorer groups)")
     p.add_argument("--report", action="store_true", help="also write report.html (see `hiercompile report`)")
@@ -270,30 +333,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=1, help="batch size of the example inputs (default 1)")
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("profile", help="time every module in ONNX Runtime (its profiler, attributed by tag)")
-    p.add_argument("model", help="a model.onnx (flat or functions form) written by hiercompile")
+    p.add_argument("model", help="a model.onnx (flat or functions form) written by hiercompile, or its folder")
     p.add_argument(
-        "--runs", type=int, default=10, help="profiled runs after 2 warm-ups; the middle half by duration is averaged (default 10)"
+        "--runs", type=int, default=10, help="profiled runs after 2 warm-ups; the typical half is averaged (10)"
     )
     p.add_argument("--top", type=int, default=15, help="how many modules to list, by own time (default 15)")
     p.add_argument("--dims", metavar="NAME=N,...", default="", help="sizes of symbolic input dims (others: 2)")
     p.add_argument("--json", metavar="PATH", help="where to write the JSON (default: profile.json beside the model)")
     p.set_defaults(func=cmd_profile)
     p = sub.add_parser("report", help="write report.html: module tree, DAGs, profile and verify results, offline")
-    p.add_argument("directory", help="an export directory (profile.json and verify.json are used when present)")
+    p.add_argument("directory", help="an export folder (its profile.json and verify.json are used when present)")
     p.set_defaults(func=cmd_report)
-    p = sub.add_parser("inspect", help="print the module tree of a tagged model")
-    p.add_argument("model", help="a model.onnx written by hiercompile")
+    p = sub.add_parser("inspect", help="print the module tree of a tagged model, with full tags")
+    p.add_argument("model", help="a model.onnx written by hiercompile, or its folder")
     p.add_argument("--depth", type=int, help="show modules down to this depth below the start")
     p.add_argument("--module", help="start at this module's tag")
     p.set_defaults(func=cmd_inspect)
     p = sub.add_parser("extract", help="write one module instance as a standalone model")
-    p.add_argument("model")
-    p.add_argument("tag", help="the module's full tag, e.g. /Model/Stack/Block.0")
+    p.add_argument("model", help="a model.onnx written by hiercompile, or its folder")
+    p.add_argument("tag", help="the module's full tag, e.g. /Model/Stack/Block.0 (see `hiercompile inspect`)")
     p.add_argument("output", help="path of the .onnx file to write")
     p.set_defaults(func=cmd_extract)
     p = sub.add_parser("verify", help="compare every module's PyTorch outputs with ONNX Runtime's")
-    p.add_argument("model", help="preset, local model directory or hub id, as for export")
-    p.add_argument("output", help="the export's directory (exported there first if it has no model.onnx)")
+    p.add_argument("model", help=model_help)
+    p.add_argument("output", help="the export's folder (exported there first if it has no model.onnx)")
     p.add_argument("--seq-len", type=int, default=16)
     p.add_argument("--batch", type=int, default=1)
     p.set_defaults(func=cmd_verify)
@@ -313,11 +376,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         ns.func(ns)
     except HiercompileError as e:
-        console.print(f"[red]error:[/red] {e}", soft_wrap=True)
+        _console().print(f"[red]error:[/red] {escape(str(e))}")
         return 1
     except VerifyFailed as e:
-        console.print(f"[red]{e}[/red]", soft_wrap=True)
+        _console().print(f"[red]{escape(str(e))}[/red]")
         return 1
+    except KeyboardInterrupt:
+        _console().print("[red]interrupted[/red]")
+        return EXIT_INTERRUPTED
     return 0
 
 

@@ -1,6 +1,32 @@
-"""Errors of hiercompile: one class per stage, each message says what failed and what to do."""
+"""Errors and warnings of hiercompile: one error class per step, each message says what failed and what to do.
+
+This module imports nothing heavy, so the command line can report a bad argument
+without loading torch.
+"""
 
 from __future__ import annotations
+
+__all__ = [
+    "AttributesWarning",
+    "CaptureError",
+    "CaptureWarning",
+    "CarryError",
+    "FallbackWarning",
+    "FunctionsError",
+    "HiercompileError",
+    "InputError",
+    "LowerError",
+    "ModelLoadError",
+    "NotTaggedError",
+    "ProfileError",
+    "QueryError",
+    "SaveError",
+    "StaleResultWarning",
+    "TagError",
+    "UnusedInputWarning",
+    "VerifyError",
+    "first_line",
+]
 
 
 class HiercompileError(Exception):
@@ -12,7 +38,7 @@ class ModelLoadError(HiercompileError):
 
 
 class InputError(HiercompileError):
-    """The model or its example inputs are not usable."""
+    """An argument, the model or its example inputs are not usable."""
 
 
 class CaptureError(HiercompileError):
@@ -29,6 +55,10 @@ class LowerError(HiercompileError):
 
 class CarryError(HiercompileError):
     """Tags could not be carried into the ONNX model, or the ONNX passes failed."""
+
+
+class FunctionsError(HiercompileError):
+    """A tagged model could not be rewritten into module functions."""
 
 
 class SaveError(HiercompileError):
@@ -49,3 +79,28 @@ class VerifyError(HiercompileError):
 
 class ProfileError(HiercompileError):
     """ONNX Runtime could not run or profile the model."""
+
+
+class AttributesWarning(UserWarning):
+    """The attribute form of the tags makes a model that ONNX tools reject."""
+
+
+class FallbackWarning(UserWarning):
+    """The torch.compile backend runs a graph eagerly instead of in ONNX Runtime."""
+
+
+class CaptureWarning(UserWarning):
+    """The model was captured, but only by specializing something to the example inputs."""
+
+
+class UnusedInputWarning(UserWarning):
+    """An example input the captured graph never reads (a misspelled keyword, say)."""
+
+
+class StaleResultWarning(UserWarning):
+    """A result file in an export folder belongs to another model than the folder's."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first non-empty line of an exception's message, or its class name."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -6,21 +6,35 @@ Installed as ``hiercompile.passes``.
 from .carry_tags import CarryTagsPass
 from .deduplicate_constants import DeduplicateConstantsPass
 from .functionize import FUNCTION_DOMAIN, FunctionizePass, FunctionizeResult, InlineFunctionsPass
-from .fx_tag import FX_TAG_KEY, call_indices, tag_fx_graph
+from .fx_tag import call_indices, tag_fx_graph
 from .hierarchy_metadata import HierarchyMetadataPass
 from .inherit_tags import InheritTagsPass, UnmappedNodesError
+from .io_names import NameInputsOutputsPass
 from .merge_duplicates import MergeDuplicatesPass
 from .module_tags import KeepPredicate, ModuleHierarchy, ModuleInfo, is_kept
 from .namespace import NamespacePass
+from .partition import Partition, attribute_key, is_convex, partition
 from .scoped_names import ORIGINAL_NAME_KEY, ScopedNamesPass
 from .tag_attributes import AddTagAttributesPass, StripTagAttributesPass
 from .tag_initializers import TagInitializersPass
-from .tags import CALLS_KEY, HIERARCHY_KEY, TAG_KEY, TAGS_KEY, VERSION_KEY, get_calls, get_tags, is_under, set_node_tags
+from .tags import (
+    CALLS_KEY,
+    HIERARCHY_KEY,
+    TAG_KEY,
+    TAGS_KEY,
+    VERSION_KEY,
+    ancestors,
+    common_ancestor,
+    get_calls,
+    get_tags,
+    is_under,
+    set_node_tags,
+    tag_depth,
+)
 
 __all__ = [
     "CALLS_KEY",
     "FUNCTION_DOMAIN",
-    "FX_TAG_KEY",
     "HIERARCHY_KEY",
     "ORIGINAL_NAME_KEY",
     "TAGS_KEY",
@@ -38,16 +52,24 @@ __all__ = [
     "MergeDuplicatesPass",
     "ModuleHierarchy",
     "ModuleInfo",
+    "NameInputsOutputsPass",
     "NamespacePass",
+    "Partition",
     "ScopedNamesPass",
     "StripTagAttributesPass",
     "TagInitializersPass",
     "UnmappedNodesError",
+    "ancestors",
+    "attribute_key",
     "call_indices",
+    "common_ancestor",
     "get_calls",
     "get_tags",
+    "is_convex",
     "is_kept",
     "is_under",
+    "partition",
     "set_node_tags",
+    "tag_depth",
     "tag_fx_graph",
 ]

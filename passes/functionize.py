@@ -10,6 +10,7 @@ import json
 import onnx_ir as ir
 from onnx_ir import _cloner
 
+from .partition import attribute_key, is_convex, partition
 from .tags import CALLS_KEY, HIERARCHY_KEY, TAG_KEY, common_ancestor, get_calls, get_tags, is_under, set_node_tags
 
 FUNCTION_DOMAIN = "hiercompile"
@@ -35,30 +36,6 @@ def _relative(tag: str, module: str) -> str:
     if tag == module:
         return ""
     return tag[len(module) + 1 :] if is_under(tag, module) else tag
-
-
-def _is_convex(members: set[ir.Node]) -> bool:
-    """No path leaves the members and comes back: outlining them cannot create a cycle."""
-    frontier = [u for n in members for v in n.outputs for u, _ in v.uses() if u not in members]
-    seen: set[ir.Node] = set()
-    while frontier:
-        node = frontier.pop()
-        if node in seen:
-            continue
-        seen.add(node)
-        for value in node.outputs:
-            for user, _ in value.uses():
-                if user in members:
-                    return False
-                frontier.append(user)
-    return True
-
-
-def _attribute_key(attr: ir.Attr) -> str:
-    value = attr.value
-    if isinstance(value, ir.TensorProtocol):
-        value = (value.dtype, tuple(value.shape), value.tobytes())
-    return f"{attr.name}:{attr.type}:{value!r}"
 
 
 class FunctionizePass(ir.passes.InPlacePass):
@@ -103,7 +80,7 @@ class FunctionizePass(ir.passes.InPlacePass):
                     runs.setdefault(get_calls(node).get(tag, 0), set()).add(node)
             for index, members in sorted(runs.items()):
                 name = f"{tag}@{index}" if index else tag
-                if not _is_convex(members):
+                if not is_convex(members):
                     result.inline[name] = "its ops are not convex: a path leaves the module and comes back"
                     continue
                 result.functions[name] = self._outline(model, tag, name, members, bodies)
@@ -115,20 +92,17 @@ class FunctionizePass(ir.passes.InPlacePass):
 
     def _outline(self, model: ir.Model, tag: str, name: str, members: set[ir.Node], bodies: dict[tuple, str]) -> str:
         graph = model.graph
-        ordered = [n for n in graph if n in members]
+        cut = partition(graph, members)
+        ordered, outputs = cut.nodes, cut.outputs
         outer_calls = {t: k for t, k in get_calls(ordered[0]).items() if t != tag and is_under(tag, t)}
-        inputs: dict[ir.Value, ir.Value] = {}
-        refs: dict[ir.Value, tuple] = {}
+        inputs = {v: ir.Value(name=v.name, type=v.type, shape=v.shape) for v in cut.inputs}
+        refs: dict[ir.Value, tuple] = {v: ("in", k) for k, v in enumerate(cut.inputs)}
         signature = []
         for index, node in enumerate(ordered):
-            for value in node.inputs:
-                if value is not None and value.producer() not in members and value not in inputs:
-                    inputs[value] = ir.Value(name=value.name, type=value.type, shape=value.shape)
-                    refs[value] = ("in", len(refs))
             signature.append(
                 (
                     node.op_identifier(),
-                    tuple(sorted(_attribute_key(a) for a in node.attributes.values())),
+                    tuple(attribute_key(a) for _, a in sorted(node.attributes.items())),
                     tuple(refs.get(v) if v is not None else None for v in node.inputs),
                     len(node.outputs),
                     tuple(_relative(t, tag) for t in get_tags(node)),
@@ -136,9 +110,6 @@ class FunctionizePass(ir.passes.InPlacePass):
             )
             for position, value in enumerate(node.outputs):
                 refs[value] = ("node", index, position)
-        outputs = [
-            v for n in ordered for v in n.outputs if v.is_graph_output() or any(u not in members for u, _ in v.uses())
-        ]
         key = (tuple(signature), tuple(refs[v] for v in outputs))
         new_body = key not in bodies
         if new_body:

@@ -7,17 +7,15 @@ translates.
 
 from __future__ import annotations
 
-__all__ = ["FX_CALLS_KEY", "FX_TAG_KEY", "call_indices", "tag_fx_graph"]
+__all__ = ["call_indices", "tag_fx_graph"]
 
 from collections.abc import Callable
 
 from torch import fx
 
 from .module_tags import ModuleHierarchy
-from .tags import inherit_tags
+from .tags import CALLS_KEY, TAG_KEY, inherit_tags
 
-FX_TAG_KEY = "hiercompile.tag"
-FX_CALLS_KEY = "hiercompile.calls"
 _OPS = ("call_function", "call_method", "call_module")
 # torch.export's placeholder for "no module stack" on ops it creates itself (symbolic shape checks)
 _EMPTY_STACK = "_empty_nn_module_stack_from_metadata_hook"
@@ -60,7 +58,7 @@ def tag_fx_graph(
        the innermost module enclosing its tagged inputs; with neither, the root.
     4. A node that runs inside the k-th call (k >= 1) of a kept module instance
        (its stack key ends in ``@k``) also records ``{tag: k}`` under
-       ``FX_CALLS_KEY``, so the functions form can tell the calls apart. The tag
+       ``CALLS_KEY``, so the functions form can tell the calls apart. The tag
        itself does not change: one instance keeps one tag however often it runs.
 
     Raises ``KeyError`` naming a stack path that is not a submodule of the model.
@@ -69,21 +67,21 @@ def tag_fx_graph(
     tags: dict[fx.Node, str] = {}
     for node in ops:
         custom = node.meta.get("custom") or {}
-        if FX_TAG_KEY in custom:
-            tags[node] = custom[FX_TAG_KEY]
+        if TAG_KEY in custom:
+            tags[node] = custom[TAG_KEY]
             continue
         if (paths := _stack_paths(node, normalize_path)) is not None:
             tags[node] = hierarchy.tag_of_stack(paths)
         if calls := _stack_calls(node, hierarchy, normalize_path):  # rule 4
-            node.meta["custom"] = {**custom, FX_CALLS_KEY: calls}
+            node.meta["custom"] = {**custom, CALLS_KEY: calls}
     inherit_tags(  # rule 3
         ops, tags, users=lambda n: n.users, inputs=lambda n: n.all_input_nodes, default=hierarchy.root.tag
     )
     for node, tag in tags.items():
-        node.meta["custom"] = {**(node.meta.get("custom") or {}), FX_TAG_KEY: tag}
+        node.meta["custom"] = {**(node.meta.get("custom") or {}), TAG_KEY: tag}
     return {node.name: tag for node, tag in tags.items()}
 
 
 def call_indices(graph: fx.Graph) -> dict[str, dict[str, int]]:
     """``{node name: {tag: k}}`` for the ops :func:`tag_fx_graph` found in a repeated call (rule 4)."""
-    return {node.name: calls for node in graph.nodes if (calls := (node.meta.get("custom") or {}).get(FX_CALLS_KEY))}
+    return {node.name: calls for node in graph.nodes if (calls := (node.meta.get("custom") or {}).get(CALLS_KEY))}

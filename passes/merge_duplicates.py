@@ -12,26 +12,12 @@ __all__ = ["MergeDuplicatesPass"]
 
 import onnx_ir as ir
 
+from .partition import attribute_key
 from .tags import get_tags, set_node_tags
 
 _RANDOM_OPS = frozenset(
     {"RandomUniform", "RandomNormal", "RandomUniformLike", "RandomNormalLike", "Multinomial", "Bernoulli"}
 )
-
-
-def _attribute_key(attr: ir.Attr, size_limit: int) -> object | None:
-    """A hashable form of an attribute value; ``None`` when it must not be compared."""
-    if attr.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS):
-        return None
-    value = attr.value
-    if attr.type is ir.AttributeType.TENSOR:
-        if value.size > size_limit:
-            return None
-        array = value.numpy()
-        return (array.shape, str(array.dtype), array.tobytes())
-    if isinstance(value, list | tuple):
-        return tuple(value)
-    return value
 
 
 class MergeDuplicatesPass(ir.passes.InPlacePass):
@@ -62,7 +48,7 @@ class MergeDuplicatesPass(ir.passes.InPlacePass):
         for node in list(graph):
             if node.op_type in _RANDOM_OPS:
                 continue
-            attributes = {name: _attribute_key(attr, self.size_limit) for name, attr in node.attributes.items()}
+            attributes = {name: attribute_key(attr, self.size_limit) for name, attr in node.attributes.items()}
             if any(v is None for v in attributes.values()):
                 continue
             key = (

@@ -10,33 +10,59 @@ __all__ = ["KeepPredicate", "ModuleHierarchy", "ModuleInfo", "is_kept"]
 
 import dataclasses
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
+import torch
 from torch import nn
+
+from .tags import tag_depth
 
 KeepPredicate = Callable[[nn.Module], bool]
 
 _CONTAINERS = (nn.ModuleList, nn.Sequential, nn.ModuleDict)
+_CONTAINER_NAMES = frozenset(f"{c.__module__}.{c.__qualname__}" for c in _CONTAINERS)
 
 
 def is_kept(module: nn.Module) -> bool:
     """Default keep predicate: the module's class is not a PyTorch built-in."""
-    return not type(module).__module__.startswith("torch.")
+    return _is_kept_class(_qualified(type(module)))
+
+
+def _is_kept_class(qualified_class: str) -> bool:
+    return not qualified_class.startswith("torch.")
 
 
 @dataclasses.dataclass(frozen=True)
 class ModuleInfo:
-    """One kept module instance: its tag, class, module path and parent tag."""
+    """One kept module instance: its tag, class, module path, parent tag and parameter count.
+
+    ``module`` is the instance; None for a hierarchy read from an ``ExportedProgram``.
+    """
 
     tag: str
     qualified_class: str
     path: str
     parent: str | None
-    module: nn.Module = dataclasses.field(repr=False, compare=False)
+    num_parameters: int = 0
+    module: nn.Module | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def depth(self) -> int:
-        return self.tag.count("/") - 1
+        return tag_depth(self.tag)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Row:
+    """A module of the tree: what the tag rules need to know about it."""
+
+    qualified_class: str
+    container: bool
+    num_parameters: int
+    module: nn.Module | None
+
+
+def _qualified(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 class ModuleHierarchy:
@@ -59,14 +85,56 @@ class ModuleHierarchy:
        tags are injective.
     6. An op gets the tag of the innermost kept module on its module stack; an op
        run directly in the root gets the root tag.
+    7. From an ``ExportedProgram`` (:meth:`from_program`), the modules are those on the
+       ops' module stacks, with their recorded classes; a module that is on no stack
+       counts as a container (``ModuleList``s are never called), and a shared instance
+       has one tag per path.
     """
 
     def __init__(self, model: nn.Module, keep: KeepPredicate | None = None) -> None:
         keep = keep or is_kept
-        self._by_id: dict[int, ModuleInfo] = {}
-        modules = dict(model.named_modules())  # first path per instance (rule 2)
-        self._by_path = dict(model.named_modules(remove_duplicate=False))
-        kept = [p for p, m in modules.items() if p == "" or keep(m)]
+        first = dict(model.named_modules())  # first path per instance (rule 2)
+        canonical = {id(m): path for path, m in first.items()}
+        rows = {
+            path: _Row(
+                _qualified(type(m)),
+                isinstance(m, _CONTAINERS),
+                sum(p.numel() for p in m.parameters()) if path == "" or keep(m) else 0,
+                m,
+            )
+            for path, m in first.items()
+        }
+        aliases = {path: canonical[id(m)] for path, m in model.named_modules(remove_duplicate=False)}
+        self._build(rows, [p for p, m in first.items() if p == "" or keep(m)], aliases)
+
+    @classmethod
+    def from_program(cls, program: torch.export.ExportedProgram) -> ModuleHierarchy:
+        """The hierarchy of the modules on an ``ExportedProgram``'s module stacks (rule 7),
+        with the default keep rule (a class that is not a PyTorch built-in)."""
+        classes: dict[str, str] = {}
+        for node in program.graph.nodes:
+            for path, qualified_class in (node.meta.get("nn_module_stack") or {}).values():
+                name = qualified_class if isinstance(qualified_class, str) else _qualified(qualified_class)
+                classes.setdefault(path, name)
+        classes.setdefault("", "Model")
+        parameters = {name: program.state_dict[name].numel() for name in program.graph_signature.parameters}
+        paths = sorted(classes, key=lambda p: (p.count(".") + bool(p), p))  # parents first
+        kept = [p for p in paths if p == "" or _is_kept_class(classes[p])]
+        rows = {}
+        for path in paths:
+            parent = path.rpartition(".")[0]
+            container = parent not in classes or classes[parent] in _CONTAINER_NAMES
+            prefix = f"{path}." if path else ""
+            count = sum(n for name, n in parameters.items() if name.startswith(prefix)) if path in kept else 0
+            rows[path] = _Row(classes[path], classes[path] in _CONTAINER_NAMES, count, None)
+            if path and container:  # the rule reads the parent's kind: record it on a row of its own
+                rows.setdefault(parent, _Row("", True, 0, None))
+        hierarchy = cls.__new__(cls)
+        hierarchy._build(rows, kept, {p: p for p in classes})
+        return hierarchy
+
+    def _build(self, rows: dict[str, _Row], kept: list[str], aliases: dict[str, str]) -> None:
+        """Tags for the ``kept`` paths (parents first) of the module tree ``rows`` (rules 1-5)."""
         kept_set = set(kept)
 
         def nearest_kept_ancestor(path: str) -> str:
@@ -80,34 +148,34 @@ class ModuleHierarchy:
         children: dict[str, list[str]] = {}
         for path in kept[1:]:
             children.setdefault(nearest_kept_ancestor(path), []).append(path)
-
-        segments: dict[str, str] = {"": type(model).__name__}
+        segments: dict[str, str] = {"": _class_name(rows[""].qualified_class)}
         for ancestor, paths in children.items():
-            segments.update(_unique_segments(ancestor, paths, modules))
-
-        for path in kept:  # named_modules order: parents before children
-            parent = None if path == "" else self._by_id[id(modules[nearest_kept_ancestor(path)])].tag
-            tag = f"{parent or ''}/{segments[path]}"
-            cls = type(modules[path])
-            self._by_id[id(modules[path])] = ModuleInfo(
-                tag=tag,
-                qualified_class=f"{cls.__module__}.{cls.__qualname__}",
+            segments.update(_unique_segments(ancestor, paths, rows))
+        self._by_path: dict[str, ModuleInfo] = {}
+        for path in kept:
+            parent = None if path == "" else self._by_path[nearest_kept_ancestor(path)].tag
+            row = rows[path]
+            self._by_path[path] = ModuleInfo(
+                tag=f"{parent or ''}/{segments[path]}",
+                qualified_class=row.qualified_class,
                 path=path,
                 parent=parent,
-                module=modules[path],
+                num_parameters=row.num_parameters,
+                module=row.module,
             )
-        self._by_tag = {info.tag: info for info in self._by_id.values()}
-        self.root = self._by_id[id(model)]
+        self._aliases = aliases
+        self._by_tag = {info.tag: info for info in self._by_path.values()}
+        self.root = self._by_path[""]
 
-    def __iter__(self) -> Iterable[ModuleInfo]:
-        return iter(self._by_id.values())
+    def __iter__(self) -> Iterator[ModuleInfo]:
+        return iter(self._by_path.values())
 
     def __len__(self) -> int:
-        return len(self._by_id)
+        return len(self._by_path)
 
     @property
     def tags(self) -> list[str]:
-        return [info.tag for info in self._by_id.values()]
+        return [info.tag for info in self._by_path.values()]
 
     def info(self, tag: str) -> ModuleInfo:
         return self._by_tag[tag]
@@ -124,17 +192,21 @@ class ModuleHierarchy:
 
     def tag_of_path(self, path: str) -> str | None:
         """The tag of the module at ``path`` if it is kept, else None; ``KeyError`` if there is none."""
-        info = self._by_id.get(id(self._by_path[path]))
+        info = self._by_path.get(self._aliases[path])
         return info.tag if info is not None else None
 
 
-def _unique_segments(ancestor: str, paths: list[str], modules: dict[str, nn.Module]) -> dict[str, str]:
+def _class_name(qualified_class: str) -> str:
+    return qualified_class.rsplit(".", 1)[-1]
+
+
+def _unique_segments(ancestor: str, paths: list[str], rows: dict[str, _Row]) -> dict[str, str]:
     """Segments (rules 3-4) for the kept modules whose nearest kept ancestor is ``ancestor``."""
     segments: dict[str, str] = {}
     for path in paths:
         parent_path, _, key = path.rpartition(".")
-        name = type(modules[path]).__name__
-        segments[path] = f"{name}.{key}" if isinstance(modules[parent_path], _CONTAINERS) else name
+        name = _class_name(rows[path].qualified_class)
+        segments[path] = f"{name}.{key}" if rows[parent_path].container else name
     relative = {p: p[len(ancestor) + 1 :] if ancestor else p for p in paths}
     while True:
         counts = Counter(segments.values())
@@ -142,4 +214,4 @@ def _unique_segments(ancestor: str, paths: list[str], modules: dict[str, nn.Modu
         if not clashing:
             return segments
         for path in clashing:
-            segments[path] = f"{type(modules[path]).__name__}.{relative[path]}"
+            segments[path] = f"{_class_name(rows[path].qualified_class)}.{relative[path]}"

@@ -8,6 +8,7 @@ __all__ = [
     "TAGS_KEY",
     "TAG_KEY",
     "VERSION_KEY",
+    "ancestors",
     "common_ancestor",
     "get_calls",
     "get_tags",
@@ -15,6 +16,7 @@ __all__ = [
     "is_under",
     "metadata_of",
     "set_node_tags",
+    "tag_depth",
     "untagged_nodes",
 ]
 
@@ -66,6 +68,17 @@ def set_node_tags(node: ir.Node, tags: Iterable[str]) -> None:
 def is_under(tag: str, ancestor: str) -> bool:
     """Whether ``tag`` is ``ancestor`` or lies in its subtree."""
     return tag == ancestor or tag.startswith(ancestor + "/")
+
+
+def tag_depth(tag: str) -> int:
+    """Depth of a module in the hierarchy: 0 for the root (``/Model``)."""
+    return tag.count("/") - 1
+
+
+def ancestors(tag: str) -> list[str]:
+    """``/A/B/C`` -> ``["/A/B/C", "/A/B", "/A"]``: the tag and every module above it."""
+    parts = tag.split("/")
+    return ["/".join(parts[:k]) for k in range(len(parts), 1, -1)]
 
 
 def common_ancestor(tags: Iterable[str]) -> str:

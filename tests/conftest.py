@@ -73,7 +73,7 @@ def bert_export(bert_tiny, tmp_path_factory):
     """BERT tiny exported once; (model, inputs, result, output directory)."""
     out = tmp_path_factory.mktemp("bert_tiny")
     inputs = bert_inputs()
-    result = hiercompile.export(bert_tiny, (), inputs, out)
+    result = hiercompile.export(bert_tiny, (), out, kwargs=inputs)
     return bert_tiny, inputs, result, out
 
 

@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 import hiercompile
-from hiercompile._backend import FallbackWarning, module_path
+from hiercompile import FallbackWarning
+from hiercompile._runtime._backend import module_path
 
 
 @torch.library.custom_op("hiercompile_test::twice", mutates_args=())

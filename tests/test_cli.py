@@ -27,7 +27,7 @@ def test_unknown_model_is_one_line_error(tmp_path, capsys):
 
 def test_bad_sizes(tmp_path, capsys):
     assert main(["export", "bert-tiny", str(tmp_path / "out"), "--seq-len", "0"]) == 1
-    assert "must be positive" in capsys.readouterr().err
+    assert "must be at least 1" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -47,6 +47,7 @@ def test_export_preset_and_strip_attributes(tmp_path):
     assert "reject" in proc.stderr  # the attribute form's warning
     assert sorted(p.name for p in out.iterdir()) == [
         "hierarchy.json",
+        "manifest.json",
         "model.attributes.onnx",
         "model.functions.onnx",
         "model.onnx",
@@ -72,7 +73,7 @@ def test_local_checkpoint_directory_uses_its_weights(tmp_path):
     assert main(["export", str(tmp_path / "ckpt"), str(tmp_path / "out"), "--seq-len", "8"]) == 0
     meta = {p.key: p.value for p in onnx.load(tmp_path / "out" / "model.onnx").metadata_props}
     assert "/BertForSequenceClassification/BertModel/BertPooler" in json.loads(meta[HIERARCHY_KEY])
-    from hiercompile._models import example_inputs
+    from hiercompile._exporter._models import example_inputs
 
     inputs = example_inputs(model, seq_len=8)
     with torch.no_grad():
@@ -113,7 +114,8 @@ def test_verify_command_exports_then_matches(tmp_path, capsys):
     assert main(["verify", "bert-tiny", str(tmp_path / "v"), "--seq-len", "8"]) == 0  # reuses the file
     assert "exporting" not in capsys.readouterr().err
     statuses = json.loads((tmp_path / "v" / "verify.json").read_text())
-    assert statuses["/BertModel/BertPooler"]["status"] == "matched"
+    assert statuses["modules"]["/BertModel/BertPooler"]["status"] == "matched"
+    assert statuses["first_divergence"] is None
 
 
 def test_export_with_namespace_and_report(tmp_path):
@@ -129,19 +131,11 @@ def test_export_with_namespace_and_report(tmp_path):
             assert props["hiercompile.original_namespace"].startswith(": transformers.")  # the exporter's
 
 
-def test_unreachable_hub_fails_without_network_retries(monkeypatch):
-    from hiercompile import _models
-    from hiercompile._errors import ModelLoadError
+def test_unreachable_hub_fails_without_network_retries(monkeypatch, tmp_path):
+    from hiercompile import ModelLoadError, _sources
 
-    attempts = []
-
-    def fake_from_pretrained(name, local_files_only=False):
-        attempts.append(local_files_only)
-        raise OSError("not found")
-
-    monkeypatch.setattr(_models, "from_pretrained", fake_from_pretrained)
+    monkeypatch.setattr(_sources, "_cached_config", lambda name: None)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setenv("HF_ENDPOINT", "https://hub.invalid")  # .invalid never resolves
-    with pytest.raises(ModelLoadError, match="save_pretrained"):
-        _models.load_model("someone/some-model")
-    assert attempts == [True]  # the cache only: the hub's host does not resolve
+    with pytest.raises(ModelLoadError, match=r"not a preset \(bert-tiny\).*hub is out of reach.*save_pretrained"):
+        _sources.resolve("someone/some-model")

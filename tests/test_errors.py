@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+from conftest import run_ir
 from torch import nn
 
 import hiercompile
-from hiercompile._errors import CaptureError, InputError, ModelLoadError, SaveError
+from hiercompile import CaptureError, InputError, ModelLoadError, SaveError
+from hiercompile._exporter._models import load_model
 from hiercompile._io import json_writer, write_files
-from hiercompile._models import load_model
 
 
 class Tiny(nn.Module):
@@ -28,34 +30,51 @@ class DataDependent(nn.Module):
         return x - 1
 
 
+class Untraceable(nn.Module):
+    def forward(self, x):
+        return x + (x.data_ptr() % 2)  # no capture strategy can trace a data pointer
+
+
 def test_not_a_module(tmp_path):
     with pytest.raises(InputError, match=r"expected a torch\.nn\.Module, got function"):
-        hiercompile.export(lambda x: x, (torch.ones(1),), output=tmp_path / "out")
+        hiercompile.export(lambda x: x, (torch.ones(1),), f=tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
 def test_args_that_do_not_fit_forward(tmp_path):
     with pytest.raises(InputError, match=r"do not fit Tiny\.forward"):
-        hiercompile.export(Tiny(), (torch.ones(1, 3), torch.ones(1)), output=tmp_path / "out")
+        hiercompile.export(Tiny(), (torch.ones(1, 3), torch.ones(1)), f=tmp_path / "out")
     with pytest.raises(InputError, match="args must be a tuple"):
-        hiercompile.export(Tiny(), torch.ones(1, 3))
+        hiercompile.export(Tiny(), "x")
     assert not (tmp_path / "out").exists()
 
 
-def test_capture_failure_names_the_step_and_chains_the_cause(tmp_path):
-    with pytest.raises(CaptureError, match=r"capture step \(torch.export\) failed for DataDependent") as info:
-        hiercompile.export(DataDependent(), (torch.ones(2),), output=tmp_path / "out")
+def test_capture_failure_names_the_step_and_chains_the_cause(tmp_path, capfd):
+    with pytest.raises(
+        CaptureError, match=r"capture step .* failed for Untraceable: Cannot access data pointer"
+    ) as info:
+        hiercompile.export(Untraceable(), (torch.ones(2),), f=tmp_path / "out")
     assert info.value.__cause__ is not None
     assert "\n" not in str(info.value)
     assert not (tmp_path / "out").exists()
     assert isinstance(info.value, hiercompile.HiercompileError)
+    assert capfd.readouterr().err == ""  # torch's graphs and guard logs stay out of the terminal
+
+
+def test_data_dependent_branch_is_captured_by_draft_export_with_a_warning(capfd):
+    with pytest.warns(hiercompile.CaptureWarning, match=r"test_errors.py:\d+: `if x.sum\(\) > 0:.*torch.cond"):
+        result = hiercompile.export(DataDependent(), (torch.ones(2),))
+    assert result.capture_strategy == "draft"
+    assert capfd.readouterr().err == ""
+    (out,) = run_ir(result.model, {result.model.graph.inputs[0].name: np.ones(2, dtype=np.float32)})
+    np.testing.assert_allclose(out, np.full(2, 2.0))  # the example's branch (x + 1)
 
 
 def test_unwritable_output_leaves_nothing(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    with pytest.raises(SaveError, match="cannot write to"):
-        hiercompile.export(Tiny(), (torch.ones(1, 3),), output=blocker / "out")
+    with pytest.raises(SaveError, match=r"cannot create .*/file/out: .*/file is a file"):
+        hiercompile.export(Tiny(), (torch.ones(1, 3),), f=blocker / "out")
     assert blocker.read_text() == "not a directory"
 
 

@@ -144,7 +144,7 @@ def test_tied_embeddings_give_an_initializer_two_tags(tmp_path):
     torch.manual_seed(0)
     model = BertForMaskedLM(bert_config()).eval()
     inputs = bert_inputs()
-    result = hiercompile.export(model, (), inputs, tmp_path)
+    result = hiercompile.export(model, (), tmp_path, kwargs=inputs)
     multi = {n: get_tags(v) for n, v in result.model.graph.initializers.items() if len(get_tags(v)) == 2}
     assert [
         "/BertForMaskedLM/BertModel/BertEmbeddings",
@@ -158,6 +158,6 @@ def test_tied_embeddings_give_an_initializer_two_tags(tmp_path):
 
 def test_single_onnx_file_output(bert_tiny, tmp_path):
     target = tmp_path / "sub" / "bert.onnx"
-    hiercompile.export(bert_tiny, (), bert_inputs(8), target)
+    hiercompile.export(bert_tiny, (), target, kwargs=bert_inputs(8))
     assert [p.name for p in target.parent.iterdir()] == ["bert.onnx"]
     check_spec(target)

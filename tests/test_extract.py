@@ -11,9 +11,8 @@ import pytest
 import torch
 from hiercompile.passes import HIERARCHY_KEY, is_under
 
-from hiercompile import extract
-from hiercompile._errors import QueryError
-from hiercompile._verify import _tensors
+from hiercompile import QueryError, extract
+from hiercompile._tools._verify import _tensors
 
 
 def hooked_io(model, module, inputs):
@@ -93,7 +92,7 @@ def test_vision_block(tmp_path):
     )
     model = ViTModel(config).eval()
     inputs = {"pixel_values": torch.randn(1, 3, 32, 32)}
-    hiercompile.export(model, (), inputs, tmp_path / "vit")
+    hiercompile.export(model, (), tmp_path / "vit", kwargs=inputs)
     block = next(m for m in model.modules() if type(m).__name__ == "ViTLayer")
     (tag,) = [info.tag for info in hiercompile.ModuleHierarchy(model) if info.module is block]
     extract(tmp_path / "vit" / "model.onnx", tag, tmp_path / "block.onnx")

@@ -14,7 +14,7 @@ from hiercompile.passes import FUNCTION_DOMAIN, InlineFunctionsPass, get_tags
 from torch import nn
 
 import hiercompile
-from hiercompile._tag_onnx import functionize
+from hiercompile import functionize
 
 
 def op_tag_pairs(model: ir.Model) -> collections.Counter:
@@ -188,7 +188,7 @@ def test_other_architectures(name):
     from models import build
 
     model, inputs = build(name)
-    flat = hiercompile.export(model, (), inputs).model
+    flat = hiercompile.export(model, kwargs=inputs).model
     feeds = {k: v.numpy() for k, v in inputs.items() if isinstance(v, torch.Tensor)}
     _, result = check_functions_form(flat, feeds)
     assert not result.inline
@@ -200,7 +200,7 @@ def test_twelve_layers_share_one_body():
 
     torch.manual_seed(0)
     model = BertModel(bert_config(layers=12)).eval()
-    flat = hiercompile.export(model, (), bert_inputs()).model
+    flat = hiercompile.export(model, kwargs=bert_inputs()).model
     functions = flat.clone()
     functionize(functions)
     names = [f.name for f in functions.functions.values()]

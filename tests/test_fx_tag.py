@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from hiercompile.passes import FX_TAG_KEY, ModuleHierarchy, call_indices, tag_fx_graph
+from hiercompile.passes import TAG_KEY, ModuleHierarchy, call_indices, tag_fx_graph
 from torch import fx, nn
 
 
@@ -34,7 +34,7 @@ def test_tags_follow_the_module_stack():
     for node in program.graph.nodes:
         if node.op == "call_function":
             by_target.setdefault(str(node.target), []).append(tags[node.name])
-            assert node.meta["custom"][FX_TAG_KEY] == tags[node.name]
+            assert node.meta["custom"][TAG_KEY] == tags[node.name]
     assert by_target["aten.sigmoid.default"] == ["/Outer/Inner.a", "/Outer/Inner.b"]
     assert by_target["aten.linear.default"] == ["/Outer/Inner.a", "/Outer/Inner.b"]  # Linear folds into Inner
     assert by_target["aten.mul.Tensor"] == ["/Outer"]
@@ -68,7 +68,7 @@ def test_existing_tags_are_kept():
     model = Outer()
     program = torch.export.export(model, (torch.randn(2, 4),), strict=False)
     node = next(n for n in program.graph.nodes if n.op == "call_function")
-    node.meta["custom"] = {FX_TAG_KEY: "/Outer/Inner.b"}
+    node.meta["custom"] = {TAG_KEY: "/Outer/Inner.b"}
     assert tag_fx_graph(program.graph, ModuleHierarchy(model))[node.name] == "/Outer/Inner.b"
 
 

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 PROBE = (
     "import hiercompile, hiercompile.passes, importlib.util;"
-    "from hiercompile._models import presets;"
+    "from hiercompile._sources import presets;"
     "print(hiercompile.passes.__file__); print(sorted(presets()));"
     "print(importlib.util.find_spec('passes'))"
 )
@@ -54,7 +54,8 @@ def test_wheel_installs_passes_inside_the_package(tmp_path):
     assert {n.split("/")[0] for n in names} == {"hiercompile", wheel.name.split("-py")[0] + ".dist-info"}
     assert "hiercompile/passes/module_tags.py" in names
     assert "hiercompile/presets/bert-tiny.json" in names
-    assert "hiercompile/report.html" in names  # the report page template
+    assert "hiercompile/_tools/report.html" in names  # the report page template
+    assert {"hiercompile/_exporter/_export.py", "hiercompile/_runtime/_backend.py"} <= set(names)
     # installed into a folder of its own, found first on the path: inside a venv or not, the
     # interpreter sees the wheel's package and this environment's dependencies
     target = tmp_path / "site"

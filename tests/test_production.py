@@ -9,9 +9,9 @@ import torch
 from conftest import check_spec, run_onnx
 
 import hiercompile
+from hiercompile import InputError
 from hiercompile._cli import main
-from hiercompile._errors import InputError
-from hiercompile._models import dynamic_shapes_for, example_inputs
+from hiercompile._exporter._models import dynamic_shapes_for, example_inputs
 
 
 @pytest.mark.slow
@@ -19,7 +19,7 @@ def test_dynamic_batch_and_sequence(bert_tiny, bert_export, tmp_path):
     *_, static, _ = bert_export
     inputs = example_inputs(bert_tiny, batch=2, seq_len=8)
     result = hiercompile.export(
-        bert_tiny, (), inputs, tmp_path, dynamic_shapes=dynamic_shapes_for(inputs, ["batch", "seq"])
+        bert_tiny, (), tmp_path, kwargs=inputs, dynamic_shapes=dynamic_shapes_for(inputs, ["batch", "seq"])
     )
     check_spec(tmp_path / "model.onnx", tmp_path)
     graph_input = onnx.load(tmp_path / "model.onnx").graph.input[0]

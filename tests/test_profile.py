@@ -9,8 +9,8 @@ import pytest
 from onnx import helper
 
 import hiercompile
-from hiercompile._profile import _KERNEL, OVERHEAD, _attribute, _kernel_nodes, _typical_runs
-from hiercompile._tag_onnx import functionize
+from hiercompile import functionize
+from hiercompile._tools._profile import _KERNEL, OVERHEAD, _attribute, _kernel_nodes, _typical_runs
 
 
 def test_kernel_mapping_rules():

@@ -1,52 +1,76 @@
 """Pins the public API: a change here is a change users see."""
 
 import inspect
+import subprocess
+import sys
+
+import torch
 
 import hiercompile
 
+FUNCTIONS = ["backend", "export", "extract", "functionize", "is_kept", "profile", "report", "verify"]
+CLASSES = ["ExportResult", "HierarchyRetriever", "ModuleHierarchy", "ProfileReport", "VerifyReport"]
+ERRORS = [
+    "CaptureError",
+    "CarryError",
+    "FunctionsError",
+    "HiercompileError",
+    "InputError",
+    "LowerError",
+    "ModelLoadError",
+    "NotTaggedError",
+    "ProfileError",
+    "QueryError",
+    "SaveError",
+    "TagError",
+    "VerifyError",
+]
+WARNINGS = ["AttributesWarning", "CaptureWarning", "FallbackWarning", "StaleResultWarning", "UnusedInputWarning"]
+
 
 def test_public_names():
-    assert sorted(hiercompile.__all__) == sorted(
-        [
-            "ExportResult",
-            "HiercompileError",
-            "HierarchyRetriever",
-            "ModuleHierarchy",
-            "ProfileReport",
-            "VerifyReport",
-            "__version__",
-            "backend",
-            "export",
-            "extract",
-            "is_kept",
-            "profile",
-            "report",
-            "verify",
-        ]
-    )
+    assert sorted(hiercompile.__all__) == sorted([*FUNCTIONS, *CLASSES, *ERRORS, *WARNINGS, "__version__"])
+    for name in hiercompile.__all__:
+        assert getattr(hiercompile, name) is not None
+    assert set(dir(hiercompile)) >= set(hiercompile.__all__)
 
 
-def test_export_signature():
-    params = inspect.signature(hiercompile.export).parameters
-    assert list(params) == [
-        "model",
-        "args",
+def test_export_takes_torch_onnx_export_arguments():
+    ours = inspect.signature(hiercompile.export).parameters
+    assert list(ours)[:3] == ["model", "args", "f"]  # positional, as torch.onnx.export
+    torch_params = inspect.signature(torch.onnx.export).parameters
+    shared = [
         "kwargs",
-        "output",
-        "keep",
+        "input_names",
+        "output_names",
+        "opset_version",
         "dynamic_shapes",
-        "attributes",
-        "functions",
-        "scoped_names",
-        "namespace",
+        "dynamic_axes",
+        "custom_translation_table",
+        "optimize",
         "external_data",
-        "progress",
+        "keep_initializers_as_inputs",
+        "training",
+        "verbose",
     ]
-    assert all(params[p].kind is inspect.Parameter.KEYWORD_ONLY for p in ["keep", "dynamic_shapes", "attributes"])
+    for name in shared:
+        assert name in torch_params and ours[name].kind is inspect.Parameter.KEYWORD_ONLY
+    own = ["keep", "functions", "attributes", "scoped_names", "namespace", "progress"]
+    assert [p for p in ours if p not in ["model", "args", "f", *shared, "unsupported"]] == own
+    assert ours["unsupported"].kind is inspect.Parameter.VAR_KEYWORD  # an unknown argument is an InputError
 
 
-def test_errors_share_a_base():
-    from hiercompile import _errors
+def test_errors_share_a_base_and_warnings_are_user_warnings():
+    for name in ERRORS:
+        assert issubclass(getattr(hiercompile, name), hiercompile.HiercompileError)
+    for name in WARNINGS:
+        assert issubclass(getattr(hiercompile, name), UserWarning)
 
-    classes = [c for c in vars(_errors).values() if isinstance(c, type) and issubclass(c, Exception)]
-    assert all(issubclass(c, hiercompile.HiercompileError) for c in classes)
+
+def test_import_loads_neither_torch_nor_onnx():
+    code = (
+        "import sys, hiercompile, hiercompile._cli; "
+        "print(sorted(m for m in ('torch', 'onnx', 'onnx_ir', 'transformers') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert out.strip() == "[]"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from hiercompile._models import presets
+from hiercompile._sources import presets
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,7 +11,7 @@ import pytest
 
 import hiercompile
 from hiercompile._cli import main
-from hiercompile._report import report_data
+from hiercompile._tools._report import report_data
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -24,8 +24,7 @@ def report_dir(bert_export, tmp_path_factory):
     model, inputs, _, out = bert_export
     directory = tmp_path_factory.mktemp("report") / "export"
     shutil.copytree(out, directory)
-    checks = hiercompile.verify(model, (), inputs, directory / "model.onnx")
-    (directory / "verify.json").write_text(json.dumps(checks.to_json()))
+    hiercompile.verify(model, (), inputs, directory / "model.onnx", output=directory)
     assert main(["profile", str(directory / "model.onnx"), "--runs", "3"]) == 0
     hiercompile.report(directory)
     return directory

@@ -7,8 +7,7 @@ import pytest
 from hiercompile.passes import get_tags, is_under
 from test_export_bert import expected_tags
 
-from hiercompile import HierarchyRetriever
-from hiercompile._errors import InputError, NotTaggedError, QueryError
+from hiercompile import HierarchyRetriever, InputError, NotTaggedError, QueryError
 
 LAYER0 = "/BertModel/BertEncoder/BertLayer.0"
 

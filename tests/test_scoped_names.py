@@ -40,8 +40,8 @@ def test_bert_names_are_unique_stable_and_searchable(bert_tiny, bert_export):
     names = [n.name for n in result.model.graph]
     assert len(names) == len(set(names))
     assert "/encoder/layer.0/attention/self/MatMul_0" in names
-    again = hiercompile.export(bert_tiny, (), inputs)
+    again = hiercompile.export(bert_tiny, kwargs=inputs)
     assert [n.name for n in again.model.graph] == names  # stable across exports
     assert set(again.operations) == set(result.operations)
-    plain = hiercompile.export(bert_tiny, (), inputs, scoped_names=False)
+    plain = hiercompile.export(bert_tiny, kwargs=inputs, scoped_names=False)
     assert all(n.name.startswith("node_") for n in plain.model.graph)

@@ -6,8 +6,7 @@ import numpy as np
 import onnx_ir as ir
 import pytest
 
-from hiercompile import HierarchyRetriever, verify
-from hiercompile._errors import VerifyError
+from hiercompile import HierarchyRetriever, VerifyError, verify
 
 TARGET = "/BertModel/BertEncoder/BertLayer.1/BertOutput"
 

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from hiercompile import ModuleHierarchy, __version__
-from hiercompile._verify import _tensors
+from hiercompile._tools._verify import _tensors
 
 STRATEGIES = ("scope", "parameter", "parent", "root")
 

@@ -90,7 +90,7 @@ def build(name: str) -> tuple[nn.Module, dict]:
         return PlainNet().eval(), {"x": torch.randn(1, 3, 16, 16)}
     import transformers
 
-    from hiercompile._models import example_inputs
+    from hiercompile._exporter._models import example_inputs
 
     model_cls, config_cls, settings = ZOO[name]
     model = getattr(transformers, model_cls)(getattr(transformers, config_cls)(**settings)).eval()

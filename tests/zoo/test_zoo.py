@@ -18,8 +18,8 @@ from conftest import check_spec, run_ir, run_onnx
 from models import ZOO, build
 
 import hiercompile
-from hiercompile._tag_onnx import functionize
-from hiercompile._verify import _tensors
+from hiercompile import functionize
+from hiercompile._tools._verify import _tensors
 
 KNOWN_TORCH_FAILURES = {
     "t5": "torch's exporter retraces T5's attention reshape with other strides and fails "
@@ -55,11 +55,11 @@ def test_architecture(name, tmp_path, table):
     model, inputs = build(name)
     if name in KNOWN_TORCH_FAILURES:
         with pytest.raises(hiercompile.HiercompileError, match=r"lower step .* at FX op .* from `"):
-            hiercompile.export(model, (), inputs, tmp_path)
+            hiercompile.export(model, (), tmp_path, kwargs=inputs)
         assert not any(tmp_path.iterdir())
         row["exported"] = "no: torch exporter bug (clear `LowerError`)"
         pytest.xfail(KNOWN_TORCH_FAILURES[name])
-    result = hiercompile.export(model, (), inputs, tmp_path)
+    result = hiercompile.export(model, (), tmp_path, kwargs=inputs)
     check_spec(tmp_path / "model.onnx", tmp_path)
     row["exported"] = f"yes, {result.graph.number_of_nodes()} ops, {len(result.hierarchy)} modules"
     row["coverage"] = f"{result.coverage:.0%}"

@@ -9,17 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import json
-import os
-import socket
-import urllib.parse
-from importlib import resources
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from ._errors import InputError, ModelLoadError
+from .._errors import InputError, ModelLoadError, first_line
+from .._sources import DYNAMIC_AXES, ModelRef, hub_reachable, presets, resolve
 
 
 @dataclasses.dataclass
@@ -27,16 +22,6 @@ class LoadedModel:
     model: nn.Module
     source: str
     random_weights: bool
-
-
-def presets() -> dict[str, dict]:
-    """Shipped presets: name -> ``{"description", "architecture", "config"}``."""
-    folder = resources.files("hiercompile") / "presets"
-    return {
-        entry.name.removesuffix(".json"): json.loads(entry.read_text(encoding="utf-8"))
-        for entry in folder.iterdir()
-        if entry.name.endswith(".json")
-    }
 
 
 def _model_class(architecture: str) -> type:
@@ -69,41 +54,29 @@ def from_pretrained(name: str, local_files_only: bool = False) -> LoadedModel:
     return LoadedModel(model.eval(), f"{name} (weights from from_pretrained)", random_weights=False)
 
 
-def _hub_reachable() -> bool:
-    """Whether the hub's host resolves (and offline mode is off): offline, the hub client
-    would otherwise retry for half a minute before failing."""
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
-        return False
-    host = urllib.parse.urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or ""
+def load_model(ref: ModelRef | str) -> LoadedModel:
+    """Build the model a name stands for (see :func:`hiercompile._sources.resolve`)."""
+    ref = resolve(ref) if isinstance(ref, str) else ref
+    if ref.kind == "preset":
+        return from_preset(ref.name, presets()[ref.name])
     try:
-        socket.getaddrinfo(host, 443)
-    except OSError:
-        return False
-    return True
-
-
-def load_model(name: str) -> LoadedModel:
-    """The model ``name`` stands for: preset, local directory, or hub id (in that order)."""
-    available = presets()
-    if name in available:
-        return from_preset(name, available[name])
-    if Path(name).is_dir():
+        if ref.kind == "directory":
+            return from_pretrained(ref.name)
         try:
-            return from_pretrained(name)
-        except (OSError, ValueError) as e:
-            raise ModelLoadError(f"cannot load {name!r} as a Hugging Face model directory: {e}") from e
-    try:
-        try:
-            return from_pretrained(name, local_files_only=True)  # the cache first: no network round trip
+            return from_pretrained(ref.name, local_files_only=True)  # the cache first: no network round trip
         except (OSError, ValueError):
-            if not _hub_reachable():
+            if not hub_reachable():
                 raise
-            return from_pretrained(name)
+            return from_pretrained(ref.name)
     except (OSError, ValueError) as e:
+        where = "the checkpoint folder" if ref.kind == "directory" else "the hub or the local cache"
         raise ModelLoadError(
-            f"{name!r} is not a preset ({', '.join(sorted(available))}), not a local directory, and could not "
-            f"be loaded from the hub or the local cache ({type(e).__name__}); offline, save the model with "
-            "save_pretrained and pass that directory"
+            f"cannot load {ref.name!r} from {where}: {first_line(e)}; "
+            + (
+                "check that the folder holds the weights save_pretrained wrote"
+                if ref.kind == "directory"
+                else f"pass a preset ({', '.join(sorted(presets()))}) or a folder written by save_pretrained"
+            )
         ) from e
 
 
@@ -123,7 +96,8 @@ def example_inputs(model: nn.Module, *, batch: int = 1, seq_len: int = 16) -> di
     """Example keyword inputs for ``model.forward``, from its signature and config.
 
     Token inputs (``*input_ids``) are random ids below the vocabulary size, masks are
-    ones, ``pixel_values`` are images of the config's size and channels,
+    ones, token types (when the config has ``type_vocab_size``) zeros, ``pixel_values``
+    are images of the config's size and channels,
     ``input_features`` are spectrograms of the config's mel bins; ``use_cache`` is off.
     """
     if batch < 1 or seq_len < 1:
@@ -139,6 +113,8 @@ def example_inputs(model: nn.Module, *, batch: int = 1, seq_len: int = 16) -> di
             inputs[name] = torch.randint(0, min(vocab, 1000), (batch, seq_len), generator=generator)
         elif name.endswith("attention_mask") and name.removesuffix("attention_mask") + "input_ids" in inputs:
             inputs[name] = torch.ones(batch, seq_len, dtype=torch.long)
+        elif name.endswith("token_type_ids") and _size(config, "type_vocab_size", default=0) > 0:
+            inputs[name] = torch.zeros(batch, seq_len, dtype=torch.long)
         elif name == "pixel_values":
             size = _size(config, "image_size", default=224)
             channels = _size(config, "num_channels", default=3)
@@ -156,23 +132,24 @@ def example_inputs(model: nn.Module, *, batch: int = 1, seq_len: int = 16) -> di
     return inputs
 
 
-DYNAMIC_AXES = ("batch", "seq")
-
-
 def dynamic_shapes_for(inputs: dict[str, object], axes: list[str]) -> dict[str, dict | None]:
-    """``dynamic_shapes`` for torch.export: dim 0 of every tensor for ``batch``, dim 1 of 2-D inputs for ``seq``."""
+    """``dynamic_shapes`` for torch.export with one named ``Dim`` per axis, shared by every input:
+    ``batch`` is dim 0 of every tensor, ``seq`` dim 1 of 2-D (token) tensors, ``height`` and
+    ``width`` dims 2 and 3 of 4-D (image) tensors. The ONNX inputs' dims carry these names."""
     unknown = sorted(set(axes) - set(DYNAMIC_AXES))
     if unknown:
         raise InputError(f"unknown dynamic axes {unknown}; choose from {', '.join(DYNAMIC_AXES)}")
+    dims = {axis: torch.export.Dim(axis) for axis in axes}
+    where = {"batch": (None, 0), "seq": (2, 1), "height": (4, 2), "width": (4, 3)}  # (tensor rank or any, dim)
     shapes: dict[str, dict | None] = {}
     for name, value in inputs.items():
         if not isinstance(value, torch.Tensor):
             shapes[name] = None
             continue
-        dims = {}
-        if "batch" in axes:
-            dims[0] = torch.export.Dim.DYNAMIC
-        if "seq" in axes and value.dim() == 2:
-            dims[1] = torch.export.Dim.DYNAMIC
-        shapes[name] = dims or None
+        chosen = {}
+        for axis in axes:
+            rank, dim = where[axis]
+            if rank is None or value.dim() == rank:
+                chosen[dim] = dims[axis]
+        shapes[name] = chosen or None
     return shapes

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import sys
 import warnings
 import weakref
 from collections.abc import Callable
@@ -25,24 +26,18 @@ from pathlib import Path
 from typing import Any
 
 import onnx_ir as ir
-import onnxruntime as ort
 import torch
 import torch.fx.traceback as fx_traceback
 from torch import fx, nn
 
-from ._errors import CaptureError, HiercompileError, InputError
-from ._export import ExportResult, export_program
-from ._io import json_writer, write_files
-from .passes import KeepPredicate, ModuleHierarchy, tag_fx_graph
+from .. import _ort
+from .._artifacts import INDEX_FILE
+from .._errors import CaptureError, FallbackWarning, InputError, first_line
+from .._exporter import ExportResult, export_program
+from .._io import json_writer, write_files
+from ..passes import KeepPredicate, ModuleHierarchy, tag_fx_graph
 
-INDEX_FILE = "index.json"
 _ROOT_VARIABLE = re.compile(r"^L\['([^']+)'\]")
-_roots: weakref.WeakSet[nn.Module] = weakref.WeakSet()  # top modules compiled so far
-_warned: set[str] = set()
-
-
-class FallbackWarning(UserWarning):
-    """A captured graph could not be lowered to ONNX and runs eagerly instead."""
 
 
 def module_path(dynamo_path: str) -> str:
@@ -59,8 +54,8 @@ def _frame_module(gm: fx.GraphModule) -> nn.Module:
 
     Its module stacks start at a frame variable (``L['self']``), looked up in the frame.
     A frame resumed after a graph break may hold no reference to its module; then the
-    module is the one instance, among the modules compiled so far, whose class's
-    ``forward`` holds the line the frame resumes at.
+    module is found on the live call stack: the frame that called the resumed one runs
+    the forward whose line the resumed frame starts at.
     """
     from torch._dynamo.symbolic_convert import InstructionTranslator
 
@@ -79,15 +74,21 @@ def _frame_module(gm: fx.GraphModule) -> nn.Module:
     resumed = re.search(r"_at_(\d+)$", tx.f_code.co_name)
     if resumed:
         line = int(resumed.group(1))
-        found = {
-            id(m): m
-            for root in list(_roots)
-            for m in root.modules()
-            if _forward_holds(type(m), tx.f_code.co_filename, line)
-        }
-        if len(found) == 1:
-            return next(iter(found.values()))
+        for module in _modules_on_stack():
+            if _forward_holds(type(module), tx.f_code.co_filename, line):
+                return module
     raise InputError("cannot tell which nn.Module this graph ran in; use torch.compile on a module")
+
+
+def _modules_on_stack() -> list[nn.Module]:
+    """The ``self`` of every frame on the call stack that runs a module's method, innermost first."""
+    found, frame = [], sys._getframe(1)
+    while frame is not None:
+        candidate = frame.f_locals.get("self")
+        if isinstance(candidate, nn.Module) and all(candidate is not m for m in found):
+            found.append(candidate)
+        frame = frame.f_back
+    return found
 
 
 def _forward_holds(cls: type, filename: str, line: int) -> bool:
@@ -99,12 +100,18 @@ def _forward_holds(cls: type, filename: str, line: int) -> bool:
 
 
 def _root_and_prefix(module: nn.Module) -> tuple[nn.Module, str]:
-    """The outermost compiled module containing ``module`` (a graph break resumes inside it)."""
-    for root in list(_roots):
-        for path, candidate in root.named_modules():
-            if candidate is module:
-                return root, path
-    _roots.add(module)
+    """The module ``torch.compile`` was given, and ``module``'s path in it.
+
+    A graph break inside a submodule resumes in that submodule's forward; its tags
+    still start at the compiled model, whose ``OptimizedModule`` is on the call stack.
+    """
+    from torch._dynamo.eval_frame import OptimizedModule
+
+    for candidate in _modules_on_stack():
+        if isinstance(candidate, OptimizedModule):
+            for path, sub in candidate._orig_mod.named_modules():
+                if sub is module:
+                    return candidate._orig_mod, path
     return module, ""
 
 
@@ -163,7 +170,7 @@ class _OrtGraph:
         scalars: dict[int, torch.Tensor],
         eager: Callable,
     ) -> None:
-        self.session = ort.InferenceSession(ir.to_proto(model).SerializeToString(), providers=["CPUExecutionProvider"])
+        self.session = _ort.session(model)
         self.names = [i.name for i in self.session.get_inputs()]
         self.user_positions = user_positions
         self.template = template
@@ -248,8 +255,27 @@ def _bake_scalars(gm: fx.GraphModule, example_inputs: list[Any]) -> fx.GraphModu
     return baked
 
 
+class CompiledGraph:
+    """What the backend gives dynamo for one graph: it runs the graph and holds its export.
+
+    ``result`` is the graph's :class:`ExportResult`, or None when the graph runs eagerly.
+    Dynamo keeps this object as long as the compiled code lives; nothing else does.
+    """
+
+    def __init__(self, result: ExportResult | None, run: Callable) -> None:
+        self.result = result
+        self._run = run
+
+    def __call__(self, *args: Any) -> Any:
+        return self._run(*args)
+
+
 class Backend:
-    """A ``torch.compile`` backend; see :func:`backend` for the options."""
+    """A ``torch.compile`` backend; see :func:`backend` for the options.
+
+    All its state is its own: the graphs it compiled, held weakly, so a compiled model
+    and its ONNX sessions are freed with the model (or by ``torch._dynamo.reset()``).
+    """
 
     def __init__(
         self, output_dir: str | Path | None = None, runtime: str = "ort", keep: KeepPredicate | None = None
@@ -259,31 +285,46 @@ class Backend:
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.runtime = runtime
         self.keep = keep
-        self.results: list[ExportResult | None] = []
+        self._graphs: list[weakref.ref[CompiledGraph]] = []
 
-    def __call__(self, gm: fx.GraphModule, example_inputs: list[Any], **_: Any) -> Callable:
-        index = len(self.results)
+    @property
+    def results(self) -> list[ExportResult | None]:
+        """The export of each graph still compiled, in order; None for a graph that runs eagerly."""
+        return [graph.result for ref in self._graphs if (graph := ref()) is not None]
+
+    def __call__(self, gm: fx.GraphModule, example_inputs: list[Any], **_: Any) -> CompiledGraph:
+        index = self._next_index()
         try:
             result, user_positions = self._export(gm, example_inputs)
-        except (HiercompileError, NotImplementedError, RuntimeError, ValueError, TypeError) as e:
-            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            if reason not in _warned:
-                _warned.add(reason)
-                warnings.warn(f"hiercompile: graph {index} runs eagerly: {reason}", FallbackWarning, stacklevel=2)
-            self.results.append(None)
+            entry = {"status": "onnx", "modules": len(result.hierarchy), "ops": result.graph.number_of_nodes()}
+            if self.output_dir is not None:
+                folder = self.output_dir / f"graph_{index}"
+                result.save(folder)
+                entry["directory"] = folder.name
+            if self.runtime == "eager":
+                run: Callable = gm.forward
+            else:
+                scalars = {i: example_inputs[i].clone() for i in _scalar_positions(gm)}
+                run = _OrtGraph(result.model, user_positions, _output_template(gm), scalars, gm.forward)
+        except Exception as e:  # whatever fails, the user's program runs on, eagerly
+            reason = first_line(e)
+            warnings.warn(f"hiercompile: a graph runs eagerly: {reason}", FallbackWarning, stacklevel=2)
             self._record(index, {"status": "eager fallback", "reason": reason})
-            return gm.forward
-        self.results.append(result)
-        entry = {"status": "onnx", "modules": len(result.hierarchy), "ops": result.graph.number_of_nodes()}
-        if self.output_dir is not None:
-            folder = self.output_dir / f"graph_{index}"
-            result.save(folder)
-            entry["directory"] = folder.name
+            return self._keep(CompiledGraph(None, gm.forward))
         self._record(index, entry)
-        if self.runtime == "eager":
-            return gm.forward
-        scalars = {i: example_inputs[i].clone() for i in _scalar_positions(gm)}
-        return _OrtGraph(result.model, user_positions, _output_template(gm), scalars, gm.forward)
+        return self._keep(CompiledGraph(result, run))
+
+    def _keep(self, graph: CompiledGraph) -> CompiledGraph:
+        self._graphs.append(weakref.ref(graph))
+        return graph
+
+    def _index(self) -> list[dict]:
+        path = self.output_dir / INDEX_FILE if self.output_dir is not None else None
+        return json.loads(path.read_text(encoding="utf-8"))["graphs"] if path and path.is_file() else []
+
+    def _next_index(self) -> int:
+        """Graphs are numbered in the output folder's index (several compiles can share one folder)."""
+        return max([len(self._graphs) - 1, *(g["index"] for g in self._index())], default=-1) + 1
 
     def _export(self, gm: fx.GraphModule, example_inputs: list[Any]) -> tuple[ExportResult, list[int]]:
         sizes, dynamic = _symbolic_sizes(gm, example_inputs)
@@ -323,9 +364,7 @@ class Backend:
     def _record(self, index: int, entry: dict) -> None:
         if self.output_dir is None:
             return
-        path = self.output_dir / INDEX_FILE
-        graphs = json.loads(path.read_text(encoding="utf-8"))["graphs"] if path.is_file() else []
-        graphs = [g for g in graphs if g["index"] != index] + [{"index": index, **entry}]
+        graphs = [g for g in self._index() if g["index"] != index] + [{"index": index, **entry}]
         write_files(self.output_dir, {INDEX_FILE: json_writer({"graphs": graphs})})
 
 
@@ -339,16 +378,10 @@ def backend(**options: Any) -> Backend:
     return Backend(**options)
 
 
-_by_options: dict[int, tuple[dict, Backend]] = {}
-
-
 def hiercompile_backend(gm: fx.GraphModule, example_inputs: list[Any], options: dict | None = None) -> Callable:
     """The entry point behind ``backend="hiercompile"``; ``options`` as for :func:`backend`.
 
-    torch.compile passes the same ``options`` dict for every graph of one compiled
-    model, so graphs of one model share one :class:`Backend` and its numbering.
+    Each graph gets a backend of its own: graphs of one model are numbered through
+    the output folder's ``index.json``, and nothing outlives the compiled code.
     """
-    options = options if options is not None else {}
-    if id(options) not in _by_options:
-        _by_options[id(options)] = (options, Backend(**options))
-    return _by_options[id(options)][1](gm, example_inputs)
+    return Backend(**(options or {}))(gm, example_inputs)

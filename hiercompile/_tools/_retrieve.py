@@ -12,10 +12,11 @@ import networkx as nx
 import onnx
 import onnx_ir as ir
 
-from . import _derive
-from ._errors import InputError, NotTaggedError, QueryError
-from ._io import load_onnx
-from .passes import FUNCTION_DOMAIN, HIERARCHY_KEY, InlineFunctionsPass, get_tags, is_under
+from .._artifacts import MODEL_FILE
+from .._errors import InputError, NotTaggedError, QueryError, first_line
+from .._exporter import _derive
+from .._io import load_onnx
+from ..passes import FUNCTION_DOMAIN, HIERARCHY_KEY, InlineFunctionsPass, get_tags, is_under, tag_depth
 
 ModelSource = str | Path | ir.Model | onnx.ModelProto
 
@@ -27,20 +28,36 @@ def load_tagged(source: ModelSource) -> ir.Model:
     elif isinstance(source, onnx.ModelProto):
         model = ir.from_proto(source)
     else:
-        path = Path(source)
-        if not path.is_file():
-            raise InputError(f"{path}: no such file; pass the path of an .onnx model")
-        try:
-            model = load_onnx(path)
-        except Exception as e:
-            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise InputError(f"{path} is not a readable ONNX model ({reason}); check the file is complete") from e
+        model = _load_file(Path(source))
     if HIERARCHY_KEY not in model.metadata_props:
         raise NotTaggedError(
             "the model has no hiercompile metadata: it was not exported by hiercompile; "
             "export the PyTorch model with `hiercompile export` or hiercompile.export()"
         )
     return model
+
+
+def model_file(path: Path) -> Path:
+    """The model file a path stands for: the path itself, or an export folder's ``model.onnx``."""
+    if path.is_dir():
+        if not (path / MODEL_FILE).is_file():
+            raise InputError(f"{path} is a folder without {MODEL_FILE}; pass an .onnx file or an export folder")
+        return path / MODEL_FILE
+    if not path.is_file():
+        raise InputError(f"{path}: no such file; pass the path of an .onnx model or an export folder")
+    return path
+
+
+def _load_file(path: Path) -> ir.Model:
+    path = model_file(path)
+    if path.stat().st_size == 0:
+        raise InputError(f"{path} is empty (0 bytes), not an ONNX model; export it again")
+    try:
+        return load_onnx(path)
+    except Exception as e:
+        raise InputError(
+            f"{path} is not a readable ONNX model ({first_line(e)}); check that it is a complete .onnx file"
+        ) from e
 
 
 def flat_view(model: ir.Model) -> ir.Model:
@@ -95,11 +112,11 @@ class HierarchyRetriever:
         return order
 
     def depth(self, tag: str) -> int:
-        return self._check(tag).count("/") - 1
+        return tag_depth(self._check(tag))
 
     def get_modules_by_depth(self, depth: int) -> list[str]:
         """Tags at ``depth`` (the root is depth 0)."""
-        return [t for t in self.modules() if t.count("/") - 1 == depth]
+        return [t for t in self.modules() if tag_depth(t) == depth]
 
     def get_module_subtree(self, tag: str) -> list[str]:
         """``tag`` and every module below it."""

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx_ir as ir
 import onnx_ir.passes.common as common_passes
-import onnxruntime as ort
 import torch
 from torch import nn
 
-from ._capture import check_inputs
-from ._errors import VerifyError
-from ._retriever import HierarchyRetriever, ModelSource
-from .passes import KeepPredicate, ModuleHierarchy
+from .. import _ort
+from .._artifacts import VERIFY_FILE, write_result
+from .._errors import VerifyError
+from .._exporter._capture import capture_mode, check_inputs
+from ..passes import KeepPredicate, ModuleHierarchy
+from ._retrieve import HierarchyRetriever, ModelSource, model_file
 
 
 @dataclasses.dataclass
@@ -51,9 +53,12 @@ class VerifyReport:
     def by_tag(self) -> dict[str, ModuleCheck]:
         return {m.tag: m for m in self.modules}
 
-    def to_json(self) -> dict[str, dict]:
-        """``verify.json``: tag -> status and differences (read by the HTML report)."""
-        return {m.tag: dataclasses.asdict(m) for m in self.modules}
+    def to_json(self) -> dict[str, Any]:
+        """``verify.json``: the first divergence and, per tag, status and differences (read by the HTML report)."""
+        return {
+            "first_divergence": self.first_divergence,
+            "modules": {m.tag: dataclasses.asdict(m) for m in self.modules},
+        }
 
 
 def _tensors(obj: Any) -> list[torch.Tensor]:
@@ -108,7 +113,7 @@ def _run_exposing_values(model: ir.Model, feeds: dict[str, np.ndarray]) -> dict[
             if value not in present and value.type is not None:
                 exposed.graph.outputs.append(value)
                 present.add(value)
-    session = ort.InferenceSession(ir.to_proto(exposed).SerializeToString(), providers=["CPUExecutionProvider"])
+    session = _ort.session(exposed)
     names = [o.name for o in session.get_outputs()]
     wanted = {i.name for i in session.get_inputs()}
     return dict(zip(names, session.run(None, {k: v for k, v in feeds.items() if k in wanted}), strict=True))
@@ -132,20 +137,43 @@ def verify(
     keep: KeepPredicate | None = None,
     atol: float = 1e-4,
     rtol: float = 1e-4,
+    training: bool = False,
+    output: str | Path | None = None,
 ) -> VerifyReport:
     """Compare every kept module's PyTorch outputs with the values its tagged ONNX ops produce.
 
     A module matches when each of its output tensors equals (within ``atol + rtol·max|x|``)
     some value produced by an op of its subtree. The first divergence is the diverging
     module whose forward returned first: the innermost, earliest place the two disagree.
-    Without ``onnx_model`` the model is exported first.
+    Without ``onnx_model`` the model is exported first. PyTorch runs in eval mode unless
+    ``training`` (as :func:`hiercompile.export` captures). ``output``: write ``verify.json``
+    there (a folder, or a ``.json`` path), stamped with the ONNX file's hash.
     """
     kwargs = dict(kwargs or {})
     check_inputs(model, args, kwargs)
-    if onnx_model is None:
-        from ._export import export
+    with capture_mode(model, training):
+        report = _verify(model, args, kwargs, onnx_model, keep, atol, rtol)
+    if output is not None:
+        output = Path(output)
+        path = output / VERIFY_FILE if output.suffix != ".json" else output
+        source = model_file(Path(onnx_model)) if isinstance(onnx_model, str | Path) else None
+        write_result(path, report.to_json(), source)
+    return report
 
-        onnx_model = export(model, args, kwargs, keep=keep).model
+
+def _verify(
+    model: nn.Module,
+    args: tuple,
+    kwargs: dict[str, Any],
+    onnx_model: ModelSource | None,
+    keep: KeepPredicate | None,
+    atol: float,
+    rtol: float,
+) -> VerifyReport:
+    if onnx_model is None:
+        from .._exporter import export
+
+        onnx_model = export(model, args, kwargs=kwargs, keep=keep).model
     retriever = HierarchyRetriever(onnx_model)
     hierarchy = ModuleHierarchy(model, keep)
     missing = set(hierarchy.tags) ^ set(retriever.hierarchy)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import networkx as nx
 import onnx_ir as ir
 
-from .passes import ModuleHierarchy, get_tags
+from ..passes import ModuleHierarchy, ancestors, get_tags
 
 
 def hierarchy_metadata(hierarchy: ModuleHierarchy) -> dict[str, dict]:
@@ -30,12 +30,6 @@ def data_flow_graph(graph: ir.Graph) -> nx.DiGraph:
     return dag
 
 
-def _ancestors(tag: str) -> list[str]:
-    """``/A/B/C`` -> ``["/A/B/C", "/A/B", "/A"]``: the tag and every module above it."""
-    parts = tag.split("/")
-    return ["/".join(parts[:k]) for k in range(len(parts), 1, -1)]
-
-
 def module_dags(full: nx.DiGraph, tags: list[str]) -> dict[str, nx.DiGraph]:
     """Each module's DAG: the subgraph induced by the ops whose primary tag lies in its subtree.
 
@@ -44,7 +38,7 @@ def module_dags(full: nx.DiGraph, tags: list[str]) -> dict[str, nx.DiGraph]:
     """
     members: dict[str, list[str]] = {tag: [] for tag in tags}
     for name, data in full.nodes(data=True):
-        for tag in _ancestors(data["tags"][0]):
+        for tag in ancestors(data["tags"][0]):
             members.setdefault(tag, []).append(name)
     return {tag: full.subgraph(members[tag]).copy() for tag in tags}
 
@@ -74,14 +68,14 @@ def hierarchy_summary(hierarchy: ModuleHierarchy, full: nx.DiGraph) -> dict[str,
         own[data["tags"][0]] += 1
     total = dict.fromkeys(summary, 0)
     for tag, n in own.items():
-        for ancestor in _ancestors(tag):
+        for ancestor in ancestors(tag):
             total[ancestor] += n
     for entry in summary.values():
         entry["children"] = []
     for info in hierarchy:
         entry = summary[info.tag]
         entry["depth"] = info.depth
-        entry["num_parameters"] = sum(p.numel() for p in info.module.parameters())
+        entry["num_parameters"] = info.num_parameters
         entry["num_ops"] = own[info.tag]
         entry["num_ops_total"] = total[info.tag]
         if info.parent is not None:

@@ -12,9 +12,11 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from ._errors import InputError, ProfileError
-from ._io import onnx_writer
-from ._retriever import HierarchyRetriever, ModelSource
+from .. import _ort
+from .._artifacts import PROFILE_FILE, write_result
+from .._errors import InputError, ProfileError, first_line
+from .._io import onnx_writer
+from ._retrieve import HierarchyRetriever, ModelSource, model_file
 
 OVERHEAD = "(runtime, outside any op)"
 """The row for the part of a run ONNX Runtime spends outside op kernels (scheduling, copies)."""
@@ -144,6 +146,7 @@ def profile(
     feeds: dict[str, np.ndarray] | None = None,
     dims: dict[str, int] | None = None,
     default_dim: int = 2,
+    output: str | Path | None = None,
 ) -> ProfileReport:
     """Run ``model`` in ONNX Runtime with its profiler and attribute every kernel to a module.
 
@@ -153,10 +156,29 @@ def profile(
     (:func:`_kernel_nodes`).
     Without ``feeds``, inputs are generated: symbolic dims from ``dims`` (by name,
     else ``default_dim``), integer inputs all ones, floats standard normal.
+    ``output``: write ``profile.json`` there (a folder, or a ``.json`` path), stamped with
+    the model file's hash.
     """
     if runs < 1 or warmup < 0:
         raise InputError(f"runs must be >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}")
-    retriever = HierarchyRetriever(model)
+    path = model_file(Path(model)) if isinstance(model, str | Path) else None
+    retriever = HierarchyRetriever(path if path is not None else model)
+    report = _profile(retriever, path, runs, warmup, feeds, dims or {}, default_dim)
+    if output is not None:
+        output = Path(output)
+        write_result(output / PROFILE_FILE if output.suffix != ".json" else output, report.to_json(), path)
+    return report
+
+
+def _profile(
+    retriever: HierarchyRetriever,
+    path: Path | None,
+    runs: int,
+    warmup: int,
+    feeds: dict[str, np.ndarray] | None,
+    dims: dict[str, int],
+    default_dim: int,
+) -> ProfileReport:
     node_tags = {name: data["tags"][0] for name, data in retriever.graph.nodes(data=True)}
     with tempfile.TemporaryDirectory() as tmp:
         options = ort.SessionOptions()
@@ -168,19 +190,18 @@ def profile(
             "session.optimized_model_external_initializers_file_name", "optimized.onnx.data"
         )
         options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
-        source = Path(model) if isinstance(model, str | Path) and not retriever.inlined else None
+        source = path if not retriever.inlined else None
         if source is None:  # an in-memory model or the inlined functions form: a file of its own (> 2 GB works)
             source = Path(tmp) / "model.onnx"
             onnx_writer(retriever.model)(source)
         try:
-            session = ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
-            inputs = feeds if feeds is not None else _feeds(session, dims or {}, default_dim)
+            session = _ort.session(source, options)
+            inputs = feeds if feeds is not None else _feeds(session, dims, default_dim)
             for _ in range(warmup + runs):
                 session.run(None, inputs)
         except Exception as e:
-            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
             raise ProfileError(
-                f"profile step (ONNX Runtime run) failed: {reason}; check the inputs fit the model"
+                f"profile step (ONNX Runtime run) failed: {first_line(e)}; check the inputs fit the model"
             ) from e
         events = json.loads(Path(session.end_profiling()).read_text())
         optimized = onnx.load(options.optimized_model_filepath, load_external_data=False)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import onnx_ir as ir
 
-from ._errors import QueryError
-from ._io import onnx_writer, write_files
-from ._retriever import HierarchyRetriever, ModelSource
-from .passes import HIERARCHY_KEY, get_tags, is_under
+from .._errors import QueryError
+from .._io import onnx_writer, write_files
+from ..passes import HIERARCHY_KEY, get_tags, is_under, partition
+from ._retrieve import HierarchyRetriever, ModelSource
 
 
 def extract(model: ModelSource, tag: str, output: str | Path | None = None) -> ir.Model:
@@ -34,34 +34,26 @@ def extract(model: ModelSource, tag: str, output: str | Path | None = None) -> i
         raise QueryError(f"module {tag!r} runs no op of its own or below it; extract its parent instead")
     for node in list(inside):
         inside.update(v.producer() for v in node.inputs if v is not None and _is_constant_output(v))
-    nodes = [n for n in graph if n in inside]
-
-    inputs: dict[ir.Value, ir.Value] = {}
-    initializers: dict[str, ir.Value] = {}
-    for node in nodes:
+    cut = partition(graph, inside)
+    params = cut.params  # before they leave the source graph
+    inputs = {v: ir.Value(name=v.name, type=v.type, shape=v.shape) for v in cut.inputs if not v.is_initializer()}
+    for node in cut.nodes:
         for index, value in enumerate(node.inputs):
-            if value is None or value.producer() in inside:
-                continue
-            if value.is_initializer():
-                initializers[value.name] = value
-                continue
-            if value not in inputs:
-                inputs[value] = ir.Value(name=value.name, type=value.type, shape=value.shape)
-            node.replace_input_with(index, inputs[value])
-    outputs = [v for n in nodes for v in n.outputs if v.is_graph_output() or any(u not in inside for u, _ in v.uses())]
+            if value in inputs:
+                node.replace_input_with(index, inputs[value])
     graph.outputs.clear()
-    graph.remove(nodes, safe=False)
-    for name in initializers:
-        graph.initializers.pop(name)
+    graph.remove(cut.nodes, safe=False)
+    for value in params:
+        graph.initializers.pop(value.name)
     hierarchy = json.loads(source.metadata_props[HIERARCHY_KEY])
     subtree = {t: dict(e) for t, e in hierarchy.items() if is_under(t, tag)}
     subtree[tag]["parent"] = None
     extracted = ir.Model(
         ir.Graph(
             list(inputs.values()),
-            outputs,
-            nodes=nodes,
-            initializers=list(initializers.values()),
+            cut.outputs,
+            nodes=cut.nodes,
+            initializers=params,
             opset_imports=graph.opset_imports,
             name=tag,
         ),

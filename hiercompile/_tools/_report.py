@@ -7,13 +7,9 @@ import json
 from importlib import resources
 from pathlib import Path
 
-from ._errors import InputError
-from ._io import Writer, write_files
-
-REPORT_FILE = "report.html"
-PROFILE_FILE = "profile.json"
-VERIFY_FILE = "verify.json"
-_NEEDED = ("hierarchy.json", "module_dags.json", "operations.json")
+from .._artifacts import PROFILE_FILE, REPORT_FILE, SIDE_FILES, VERIFY_FILE, add_files, read_result
+from .._errors import InputError
+from .._io import Writer
 
 
 def _read(directory: Path, name: str) -> dict | None:
@@ -22,18 +18,20 @@ def _read(directory: Path, name: str) -> dict | None:
 
 
 def report_data(directory: Path) -> dict:
-    """What the page shows, from an export directory's side files (profile and verify when present).
+    """What the page shows, from an export directory's side files (profile and verify when present
+    and made for this folder's model).
 
     Ops are listed once (``[name, op_type, primary tag]``) and the module DAGs refer
     to them by index, so a deep model's page stays small.
     """
-    missing = [name for name in _NEEDED if not (directory / name).is_file()]
+    missing = [name for name in SIDE_FILES if not (directory / name).is_file()]
     if missing:
         raise InputError(f"{directory} has no {', '.join(missing)}: pass a directory written by `hiercompile export`")
-    hierarchy, dags, operations = (_read(directory, name) for name in _NEEDED)
+    hierarchy, dags, operations = (_read(directory, name) for name in SIDE_FILES)
     names = [name for name, op in operations.items() if op["op_type"] != "Initializer"]
     index = {name: k for k, name in enumerate(names)}
-    profile = _read(directory, PROFILE_FILE)
+    profile = read_result(directory, PROFILE_FILE)  # None when made for another model (with a warning)
+    verify = read_result(directory, VERIFY_FILE)
     return {
         "hierarchy": hierarchy,
         "ops": [[name, operations[name]["op_type"], (operations[name]["tags"] or [""])[0]] for name in names],
@@ -45,7 +43,7 @@ def report_data(directory: Path) -> dict:
             for tag, dag in dags.items()
         },
         "profile": profile["modules"] if profile else None,
-        "verify": _read(directory, VERIFY_FILE),
+        "verify": verify["modules"] if verify else None,
     }
 
 
@@ -72,5 +70,5 @@ def report(directory: str | Path) -> Path:
     its DAG from ``module_dags.json``; a search box filters by tag or class.
     """
     directory = Path(directory)
-    (path,) = write_files(directory, {REPORT_FILE: report_writer(directory)})
+    (path,) = add_files(directory, {REPORT_FILE: report_writer(directory)})
     return path

@@ -1,0 +1,194 @@
+"""The output folder: the one place that names its files, writes a run, and tells whose results are there.
+
+An export writes a set of files at once and records them, with the model file's
+SHA-256, in ``manifest.json``. Whatever an earlier run wrote there and this run does
+not write again is removed, so a folder never holds another run's files beside the
+new model. Results about a model (``verify.json``, ``profile.json``) carry the hash of
+the model they were made for; a reader is told when it no longer matches.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ATTRIBUTES_FILE",
+    "DAGS_FILE",
+    "FUNCTIONS_FILE",
+    "HIERARCHY_FILE",
+    "INDEX_FILE",
+    "MANIFEST_FILE",
+    "MODEL_FILE",
+    "OPERATIONS_FILE",
+    "PROFILE_FILE",
+    "REPORT_FILE",
+    "VERIFY_FILE",
+    "Output",
+    "add_files",
+    "file_sha256",
+    "read_manifest",
+    "read_result",
+    "write_result",
+]
+
+import hashlib
+import json
+import os
+import warnings
+from pathlib import Path
+
+from ._errors import InputError, SaveError, StaleResultWarning
+from ._io import Writer, json_writer, write_files
+from ._version import __version__
+
+MODEL_FILE = "model.onnx"
+FUNCTIONS_FILE = "model.functions.onnx"
+ATTRIBUTES_FILE = "model.attributes.onnx"
+HIERARCHY_FILE = "hierarchy.json"
+DAGS_FILE = "module_dags.json"
+OPERATIONS_FILE = "operations.json"
+VERIFY_FILE = "verify.json"
+PROFILE_FILE = "profile.json"
+REPORT_FILE = "report.html"
+MANIFEST_FILE = "manifest.json"
+INDEX_FILE = "index.json"  # the torch.compile backend's list of graphs
+
+SIDE_FILES = (HIERARCHY_FILE, DAGS_FILE, OPERATIONS_FILE)
+RESULT_FILES = (VERIFY_FILE, PROFILE_FILE, REPORT_FILE)
+HASH_KEY = "model_sha256"
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in blocks (weights in external data are not part of it)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_writable(directory: Path) -> None:
+    """Raise :class:`SaveError` unless ``directory`` is, or can be made, a writable folder."""
+    if directory.exists() and not directory.is_dir():
+        raise SaveError(f"{directory} is a file, not a folder; choose a new or existing folder for the output")
+    existing = directory
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise SaveError(f"cannot create {directory}: {existing} is a file; choose an output path outside it")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise SaveError(f"cannot write to {existing} (permission denied); choose a writable output folder")
+
+
+class Output:
+    """Where an export goes: a folder (``model.onnx`` and its side files) or one ``.onnx`` file.
+
+    Rules:
+
+    1. A path ending in ``.onnx`` is a single model file; the functions and attribute
+       forms go beside it as ``<stem>.functions.onnx`` and ``<stem>.attributes.onnx``,
+       and no side files are written. Any other path is a folder.
+    2. A run writes all its files atomically (:func:`write_files`); a folder also gets
+       ``manifest.json``: the package version, the model file, its SHA-256 and every
+       file the run wrote.
+    3. After a run, every file an earlier run owned that this run did not write is
+       removed: the artifact names below, their ``.data`` files and whatever the earlier
+       manifest lists. Other files in the folder are left alone.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        path = Path(path)
+        self.single = path.suffix == ".onnx"
+        self.directory = path.parent if self.single else path
+        stem = path.stem if self.single else Path(MODEL_FILE).stem
+        self.model_name = f"{stem}.onnx"
+        self.functions_name = f"{stem}.functions.onnx"
+        self.attributes_name = f"{stem}.attributes.onnx"
+
+    @property
+    def model_path(self) -> Path:
+        return self.directory / self.model_name
+
+    def check(self) -> None:
+        """Fail now, before any work, if the output cannot be written."""
+        _check_writable(self.directory)
+        if self.single and self.model_path.is_dir():
+            raise SaveError(f"{self.model_path} is a folder; give a file name ending in .onnx or a folder path")
+
+    def _owned(self) -> set[str]:
+        models = {self.model_name, self.functions_name, self.attributes_name}
+        names = models | {f"{m}.data" for m in models}
+        if not self.single:
+            names |= {*SIDE_FILES, *RESULT_FILES, MANIFEST_FILE}
+            names |= set(read_manifest(self.directory).get("files", []))
+        return names
+
+    def write_run(self, files: dict[str, Writer]) -> list[Path]:
+        """Write one run's files (``{name: writer}``) and remove what earlier runs left (rules 2-3)."""
+        self.check()
+        owned = self._owned()
+        if not self.single:
+            files = {**files, MANIFEST_FILE: self._manifest_writer()}
+        written = write_files(self.directory, files)
+        for name in owned - {p.name for p in written}:
+            (self.directory / name).unlink(missing_ok=True)
+        return written
+
+    def _manifest_writer(self) -> Writer:
+        def write(path: Path) -> None:
+            stage = path.parent  # the staged files of this run, all written before the manifest
+            files = sorted(p.name for p in stage.iterdir() if p.name != MANIFEST_FILE)
+            manifest = {
+                "hiercompile": __version__,
+                "model": self.model_name,
+                HASH_KEY: file_sha256(stage / self.model_name),
+                "files": files,
+            }
+            json_writer(manifest)(path)
+
+        return write
+
+
+def read_manifest(directory: Path) -> dict:
+    """The folder's ``manifest.json``, or ``{}``."""
+    path = directory / MANIFEST_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def add_files(directory: Path, files: dict[str, Writer]) -> list[Path]:
+    """Add files to a folder atomically; in an export folder, its manifest lists them too."""
+    manifest = read_manifest(directory)
+    if manifest and not set(files) <= set(manifest.get("files", [])):
+        manifest = {**manifest, "files": sorted({*manifest["files"], *files})}
+        files = {**files, MANIFEST_FILE: json_writer(manifest)}
+    return [p for p in write_files(directory, files) if p.name != MANIFEST_FILE]
+
+
+def write_result(path: str | Path, data: dict, model: Path | None) -> Path:
+    """Write a result about ``model`` (``verify.json``, ``profile.json``) atomically, stamped with
+    the model file's SHA-256 (None for a model that is not a file)."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path} is a folder; give the path of a .json file")
+    add_files(path.parent, {path.name: json_writer({**data, HASH_KEY: file_sha256(model) if model else None})})
+    return path
+
+
+def read_result(directory: Path, name: str) -> dict | None:
+    """A result file of an export folder, or None when absent or made for another model (with a warning)."""
+    path = directory / name
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    model = directory / MODEL_FILE
+    current = file_sha256(model) if model.is_file() else None
+    if data.get(HASH_KEY) is None or data.get(HASH_KEY) != current:
+        warnings.warn(
+            f"{path} was made for another model than {model}; it is left out. "
+            f"Run `hiercompile {path.stem}` on this model again",
+            StaleResultWarning,
+            stacklevel=2,
+        )
+        return None
+    return data

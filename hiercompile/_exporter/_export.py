@@ -1,0 +1,330 @@
+"""``hiercompile.export``: capture → tag → lower → carry → derive, and the result it returns."""
+
+from __future__ import annotations
+
+__all__ = ["ExportResult", "Progress", "Steps", "export", "export_program"]
+
+import contextlib
+import dataclasses
+import os
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+import onnx_ir as ir
+import torch
+from torch import nn
+
+from .._artifacts import DAGS_FILE, HIERARCHY_FILE, OPERATIONS_FILE, Output
+from .._errors import AttributesWarning, InputError, TagError
+from .._io import json_writer, onnx_writer
+from ..passes import AddTagAttributesPass, KeepPredicate, ModuleHierarchy, call_indices, tag_fx_graph
+from . import _derive
+from ._arguments import output_names_of, read_arguments
+from ._capture import capture, capture_mode, check_inputs
+from ._carry import carry
+from ._lower import Lowering, lower
+
+Progress = Callable[[str, float | None], None]
+"""Called with (step, None) when a step starts and (step, seconds) when it ends."""
+
+
+@dataclasses.dataclass
+class ExportResult:
+    """A tagged ONNX model and what was derived from it.
+
+    Attributes:
+        model: the tagged ONNX model.
+        hierarchy: ``hierarchy.json``: tag -> class, module path, parent, depth,
+            children, parameter and op counts.
+        graph: the model's data-flow DAG (networkx); nodes carry ``op_type`` and ``tags``.
+        module_dags: tag -> that module's DAG, the subgraph induced by its subtree's ops.
+        operations: ``operations.json``: node/initializer name -> op_type, inputs, outputs, tags.
+        timings: seconds per step.
+        training: whether the model was captured in training mode (default: eval mode).
+        capture_strategy: which of torch's capture strategies made the graph
+            (``"non-strict"``, ``"strict"`` or ``"draft"``).
+    """
+
+    model: ir.Model
+    hierarchy: dict[str, dict]
+    graph: nx.DiGraph
+    module_dags: dict[str, nx.DiGraph]
+    operations: dict[str, dict]
+    timings: dict[str, float]
+    training: bool = False
+    capture_strategy: str = "non-strict"
+
+    @property
+    def coverage(self) -> float:
+        """Share of non-Constant ops that carry a tag (1.0 for every successful export)."""
+        total = self.graph.number_of_nodes()
+        return sum(1 for _, d in self.graph.nodes(data=True) if d["tags"]) / total if total else 1.0
+
+    def dags_json(self) -> dict[str, dict]:
+        """``module_dags.json``: tag -> ``{"nodes", "edges"}``."""
+        return {
+            tag: {"nodes": sorted(dag.nodes), "edges": sorted([list(e) for e in dag.edges])}
+            for tag, dag in self.module_dags.items()
+        }
+
+    def attributes_model(self) -> ir.Model:
+        """A copy of the model with the tags also as node attributes (invalid ONNX: see SPEC §4)."""
+        copy = self.model.clone()
+        AddTagAttributesPass()(copy)
+        return copy
+
+    def functions_model(self) -> ir.Model:
+        """A copy of the model with every kept module instance as a call of a local function (SPEC §6)."""
+        from .._tools._functions import functionize
+
+        return functionize(self.model.clone()).model
+
+    def save(
+        self,
+        output: str | Path,
+        *,
+        functions: bool = False,
+        attributes: bool = False,
+        external_data: bool | None = None,
+    ) -> list[Path]:
+        """Write the artifacts atomically and return their paths.
+
+        ``output`` ending in ``.onnx`` writes the model there (and the functions and
+        attribute forms beside it as ``<stem>.functions.onnx`` / ``<stem>.attributes.onnx``);
+        any other path is a folder that receives ``model.onnx``, ``hierarchy.json``,
+        ``module_dags.json``, ``operations.json`` and ``manifest.json``, plus
+        ``model.functions.onnx`` with ``functions`` and ``model.attributes.onnx`` with
+        ``attributes``. Files an earlier run left there and this one does not write are
+        removed. ``external_data``: weights in ``<model file>.data`` (None: only past
+        protobuf's 2 GB limit).
+        """
+        out = Output(output)
+        files = {out.model_name: onnx_writer(self.model, external_data)}
+        if not out.single:
+            files[HIERARCHY_FILE] = json_writer(self.hierarchy)
+            files[DAGS_FILE] = json_writer(self.dags_json())
+            files[OPERATIONS_FILE] = json_writer(self.operations)
+        if functions:
+            files[out.functions_name] = onnx_writer(self.functions_model(), external_data)
+        if attributes:
+            warnings.warn(
+                f"{out.attributes_name} carries tags as node attributes: onnx.checker and ONNX Runtime reject it. "
+                f"Use {out.model_name} to run; `hiercompile strip-attributes` turns it back into a valid model.",
+                AttributesWarning,
+                stacklevel=2,
+            )
+            files[out.attributes_name] = onnx_writer(self.attributes_model(), external_data)
+        return out.write_run(files)
+
+
+class Steps:
+    """Times each step and reports its start and end to ``progress``."""
+
+    def __init__(self, progress: Progress | None = None) -> None:
+        self.progress = progress
+        self.timings: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        if self.progress:
+            self.progress(name, None)
+        start = time.perf_counter()
+        yield
+        self.timings[name] = time.perf_counter() - start
+        if self.progress:
+            self.progress(name, self.timings[name])
+
+
+def export(
+    model: nn.Module | torch.export.ExportedProgram,
+    args: tuple | torch.Tensor = (),
+    f: str | os.PathLike | None = None,
+    *,
+    kwargs: dict[str, Any] | None = None,
+    input_names: Sequence[str] | None = None,
+    output_names: Sequence[str] | None = None,
+    opset_version: int | None = None,
+    dynamic_shapes: Any = None,
+    dynamic_axes: Mapping | None = None,
+    custom_translation_table: Mapping[Callable, Callable] | None = None,
+    optimize: bool = True,
+    external_data: bool | None = None,
+    keep_initializers_as_inputs: bool = False,
+    training: Any = False,
+    verbose: bool | None = None,
+    keep: KeepPredicate | None = None,
+    functions: bool = False,
+    attributes: bool = False,
+    scoped_names: bool = True,
+    namespace: bool = False,
+    progress: Progress | None = None,
+    **unsupported: Any,
+) -> ExportResult:
+    """Export ``model`` to ONNX with every op tagged by the module it ran in.
+
+    The arguments are ``torch.onnx.export``'s (``dynamo=True``), with the same meaning
+    (README has the table); an argument it does not know is an :class:`InputError`.
+
+    Args:
+        model: a ``torch.nn.Module``, or a ``torch.export.ExportedProgram`` (its modules are
+            read from the ops' ``nn_module_stack``).
+        args, kwargs: example inputs for ``model.forward``.
+        f: where to write: a folder (``model.onnx`` and its side files), a ``.onnx`` path for
+            the model alone, or None to write nothing.
+        input_names, output_names: names of the ONNX inputs and outputs (default: forward's
+            parameters, and the model's own output names: ``last_hidden_state``, ``logits``).
+        opset_version: the ONNX opset to export to (default: the exporter's).
+        dynamic_shapes, dynamic_axes: dynamic dimensions, as torch.onnx.export reads them:
+            ``Dim``s, axis names as strings, ``Dim.AUTO``; names become the ONNX dims' names.
+        custom_translation_table: ONNX translations for ops the exporter lacks.
+        optimize: run onnxscript's optimizer (constant folding, rewrites, CSE).
+        external_data: weights in ``<model file>.data`` (None: only past protobuf's 2 GB limit).
+        keep_initializers_as_inputs: also list the weights among the graph inputs.
+        training: capture in training mode (True or ``TrainingMode.TRAINING``); by default the
+            model is captured in eval mode, as torch.onnx.export does, and its mode restored.
+        verbose: print each step as it starts and ends.
+        keep: which modules appear in tags (default: classes that are not PyTorch built-ins).
+        functions: also write the functions form (``model.functions.onnx``).
+        attributes: also write the attribute form (``model.attributes.onnx``, invalid ONNX).
+        scoped_names: name nodes ``/module/path/OpType_n`` (the exporter's names stay in metadata).
+        namespace: set each node's ``namespace`` metadata to its tag path (Model Explorer groups).
+        progress: called as each step starts and ends.
+    """
+    if isinstance(f, dict) and kwargs is None:
+        raise InputError(
+            "the third argument is the output path f, as in torch.onnx.export; pass example keyword inputs as kwargs="
+        )
+    arguments = read_arguments(
+        model,
+        args,
+        kwargs,
+        dynamic_shapes=dynamic_shapes,
+        dynamic_axes=dynamic_axes,
+        input_names=input_names,
+        output_names=output_names,
+        opset_version=opset_version,
+        custom_translation_table=custom_translation_table,
+        training=training,
+        unsupported=unsupported,
+    )
+    save_options = {"functions": functions, "attributes": attributes, "external_data": external_data}
+    if f is None:
+        chosen = [name for name, value in save_options.items() if value not in (False, None)]
+        if chosen:
+            raise InputError(
+                f"{', '.join(chosen)} apply when files are written: pass f=, or call "
+                f"result.save(path, {', '.join(f'{n}={save_options[n]!r}' for n in chosen)})"
+            )
+    else:
+        Output(f).check()  # before the work, not after it
+    if verbose and progress is None:
+        progress = _print_progress
+    step = Steps(progress)
+    if isinstance(model, torch.export.ExportedProgram):
+        program, strategy = model, "given"
+        if keep is not None:
+            raise InputError("keep= reads nn.Module instances; pass the model itself, not an ExportedProgram")
+        hierarchy = ModuleHierarchy.from_program(model)
+    else:
+        check_inputs(model, arguments.args, arguments.kwargs)
+        with capture_mode(model, arguments.training), step("capture"):
+            captured = capture(model, arguments.args, arguments.kwargs, arguments.dynamic_shapes)
+        program, strategy = captured.program, captured.strategy
+        hierarchy = ModuleHierarchy(model, keep)
+    names = arguments.output_names or output_names_of(program.call_spec.out_spec)
+    result = export_program(
+        program,
+        hierarchy,
+        step=step,
+        lowering=Lowering(arguments.opset_version, arguments.custom_translation_table, arguments.axis_names),
+        optimize=optimize,
+        input_names=arguments.input_names,
+        output_names=names,
+        keep_initializers_as_inputs=keep_initializers_as_inputs,
+        scoped_names=scoped_names,
+        namespace=namespace,
+    )
+    result.training = arguments.training
+    result.capture_strategy = strategy
+    if f is not None:
+        result.save(f, **save_options)
+    return result
+
+
+def _print_progress(step: str, seconds: float | None) -> None:
+    print(f"hiercompile: {step} {'...' if seconds is None else f'done in {seconds:.2f} s'}", file=sys.stderr)
+
+
+def export_program(
+    program: torch.export.ExportedProgram,
+    hierarchy: ModuleHierarchy,
+    *,
+    step: Steps | None = None,
+    normalize_path: Callable[[str], str] = str,
+    lowering: Lowering | None = None,
+    optimize: bool = True,
+    input_names: Sequence[str] | None = None,
+    output_names: Sequence[str] | None = None,
+    keep_initializers_as_inputs: bool = False,
+    scoped_names: bool = True,
+    namespace: bool = False,
+) -> ExportResult:
+    """Tag, lower, carry and derive: everything after capture, shared with the compile backend.
+
+    ``normalize_path`` maps the module stacks' paths to ``named_modules()`` paths.
+    """
+    step = step or Steps()
+    with step("tag"):
+        _tag_fx(program, hierarchy, normalize_path)
+    with step("lower"):
+        onnx_model, decomposed = lower(program, lowering or Lowering())
+    if output_names is not None and len(output_names) > len(onnx_model.graph.outputs):
+        raise InputError(
+            f"{len(output_names)} output names for {len(onnx_model.graph.outputs)} outputs of the model; "
+            "give one name per output"
+        )
+    if input_names is not None and len(input_names) > len(onnx_model.graph.inputs):
+        raise InputError(
+            f"{len(input_names)} input names for {len(onnx_model.graph.inputs)} inputs of the model "
+            f"({', '.join(v.name for v in onnx_model.graph.inputs)}); give one name per input"
+        )
+    with step("carry"):
+        fx_tags = _tag_fx(decomposed, hierarchy, normalize_path)
+        carry(
+            onnx_model,
+            fx_tags=fx_tags,
+            fx_calls=call_indices(decomposed.graph),
+            hierarchy=_derive.hierarchy_metadata(hierarchy),
+            root_tag=hierarchy.root.tag,
+            optimize=optimize,
+            input_names=input_names,
+            output_names=output_names,
+            keep_initializers_as_inputs=keep_initializers_as_inputs,
+            scoped_names=scoped_names,
+            namespace=namespace,
+        )
+    with step("derive"):
+        graph = _derive.data_flow_graph(onnx_model.graph)
+        return ExportResult(
+            model=onnx_model,
+            hierarchy=_derive.hierarchy_summary(hierarchy, graph),
+            graph=graph,
+            module_dags=_derive.module_dags(graph, hierarchy.tags),
+            operations=_derive.operations(onnx_model.graph),
+            timings=step.timings,
+        )
+
+
+def _tag_fx(program: Any, hierarchy: ModuleHierarchy, normalize_path: Callable[[str], str]) -> dict[str, str]:
+    try:
+        return tag_fx_graph(program.graph, hierarchy, normalize_path=normalize_path)
+    except KeyError as e:
+        raise TagError(
+            f"tag step failed: module path {e.args[0]!r} on an op's nn_module_stack is not a submodule "
+            "of the model; export the same object you pass as model"
+        ) from e

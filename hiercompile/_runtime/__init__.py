@@ -1,0 +1,1 @@
+"""Running tagged graphs: the ``torch.compile`` backend (``_backend``)."""
