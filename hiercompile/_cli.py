@@ -107,8 +107,8 @@ def _summary(result, written: list[Path]) -> None:
         table.add_row(_indented(tag), *counts)
     console.print(table)
     graph = result.model.graph
-    console.print("inputs: " + "; ".join(_value_line(v) for v in graph.inputs))
-    console.print("outputs: " + "; ".join(_value_line(v) for v in graph.outputs))
+    console.print("inputs: " + escape("; ".join(_value_line(v) for v in graph.inputs)))
+    console.print("outputs: " + escape("; ".join(_value_line(v) for v in graph.outputs)))
     dynamic = sorted({str(d) for v in graph.inputs for d in (v.shape or ()) if not isinstance(d, int)})
     console.print(f"dynamic axes: {', '.join(dynamic) if dynamic else 'none (static shapes)'}")
     console.print(f"mode: {'training' if result.training else 'eval'}")

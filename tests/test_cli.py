@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -139,3 +140,118 @@ def test_unreachable_hub_fails_without_network_retries(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_ENDPOINT", "https://hub.invalid")  # .invalid never resolves
     with pytest.raises(ModelLoadError, match=r"not a preset \(bert-tiny\).*hub is out of reach.*save_pretrained"):
         _sources.resolve("someone/some-model")
+
+
+def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The command line in a fresh interpreter; it reports whether torch was loaded."""
+    code = (
+        "import sys; from hiercompile._cli import main; rc = main(sys.argv[1:]); "
+        "print('torch loaded' if 'torch' in sys.modules else 'no torch'); sys.exit(rc)"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
+    )
+
+
+def test_version_and_help_list_the_presets():
+    proc = _cli("--version")
+    assert proc.returncode == 0 and proc.stdout.startswith("hiercompile 0.")
+    text = " ".join(_cli("export", "--help").stdout.split())
+    assert "a preset (bert-tiny)" in text and "batch, seq, height, width" in text
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--batch", "0"], "--batch and --seq-len must be at least 1, got 0 and 16"),
+        (["--seq-len", "100000"], "--seq-len 100000 is beyond the model's position limit of 512"),
+        (["--dynamic", "batch,time"], "--dynamic: unknown axes ['time']; choose from batch, seq, height, width"),
+    ],
+)
+def test_bad_arguments_fail_before_torch_loads(tmp_path, args, message):
+    proc = _cli("export", "bert-tiny", str(tmp_path / "out"), *args)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(f"error: {message}") and len(proc.stderr.strip().splitlines()) == 1
+    assert proc.stdout.strip() == "no torch"
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_model_names_and_outputs_fail_before_torch_loads(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    (tmp_path / "empty_dir").mkdir()
+    cases = [
+        (["bert-huge", str(tmp_path / "o")], r"'bert-huge' is not a preset \(bert-tiny\) nor a folder"),
+        ([str(tmp_path / "empty_dir"), str(tmp_path / "o")], r"empty_dir has no config.json: pass a folder written"),
+        (["bert-tiny", str(blocker)], r"file is a file, not a folder"),
+        (["bert-tiny", str(blocker / "out")], r"cannot create .*file/out: .*file is a file"),
+    ]
+    for args, message in cases:
+        proc = _cli("export", *args)
+        assert proc.returncode == 1, proc.stderr
+        assert re.fullmatch(f"error: .*{message}.*", proc.stderr.strip()), proc.stderr
+        assert "Traceback" not in proc.stderr and proc.stdout.strip() == "no torch"
+
+
+def test_tagged_model_readers_name_what_is_wrong(tmp_path, bert_export, capsys):
+    *_, out = bert_export
+    empty = tmp_path / "empty.onnx"
+    empty.touch()
+    assert main(["inspect", str(empty)]) == 1
+    assert "empty.onnx is empty (0 bytes), not an ONNX model" in capsys.readouterr().err
+    assert main(["inspect", str(tmp_path)]) == 1
+    assert "is a folder without model.onnx" in capsys.readouterr().err
+    assert main(["inspect", str(out), "--depth", "0"]) == 0  # an export folder stands for its model.onnx
+    assert "/BertModel ops" in capsys.readouterr().out
+
+
+def test_ctrl_c_exits_130_and_leaves_nothing(tmp_path, monkeypatch, capsys):
+    from hiercompile._exporter import _export
+
+    def interrupted(obj):
+        def write(path):
+            path.write_text("half")
+            raise KeyboardInterrupt
+
+        return write
+
+    monkeypatch.setattr(_export, "json_writer", interrupted)  # Ctrl-C while the files are written
+    assert main(["export", "bert-tiny", str(tmp_path / "out"), "--seq-len", "8"]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_names_shapes_and_dynamic_axes_in_the_summary(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "hiercompile", "export", "bert-tiny", str(tmp_path / "o"), "--dynamic", "batch,seq"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "COLUMNS": "60"},  # a pipe: no wrapping, whatever the terminal's width
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert (
+        "inputs: input_ids [batch, seq] INT64; attention_mask [batch, seq] INT64; token_type_ids [batch, seq] INT64"
+        in lines
+    )
+    assert "outputs: last_hidden_state [batch, seq, 128] FLOAT; pooler_output [batch, 128] FLOAT" in lines
+    assert "dynamic axes: batch, seq" in lines and "mode: eval" in lines
+    model = onnx.load(tmp_path / "o" / "model.onnx")
+    dims = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input}
+    assert dims == {name: ["batch", "seq"] for name in ("input_ids", "attention_mask", "token_type_ids")}
+    assert [o.name for o in model.graph.output] == ["last_hidden_state", "pooler_output"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "hiercompile", "inspect", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "COLUMNS": "60"},
+    )
+    tag = "/BertModel/BertEncoder/BertLayer.0/BertAttention/BertSelfAttention ops"
+    assert any(tag in line for line in proc.stdout.splitlines()), proc.stdout  # full tags, not wrapped

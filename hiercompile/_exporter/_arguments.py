@@ -159,9 +159,22 @@ def name_axes(model: ir.Model, axis_names: Any) -> None:
         return
     from torch.onnx._internal.exporter import _dynamic_shapes, _ir_passes
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # its note about two names for one symbol: the first one stays
-        mapping = _dynamic_shapes.create_rename_mapping(model.graph.inputs, axis_names)
+    if isinstance(axis_names, Mapping):  # by input name: inputs that are no tensors have no ONNX input
+        mapping = {}
+        inputs = {value.name: value for value in model.graph.inputs}
+        for key, axes in axis_names.items():
+            value = inputs.get(key)
+            if value is None or value.shape is None or not isinstance(axes, Mapping | list | tuple):
+                continue
+            for dim, axis in axes.items() if isinstance(axes, Mapping) else enumerate(axes):
+                name = axis if isinstance(axis, str) else getattr(axis, "__name__", None)
+                symbol = value.shape[dim]
+                if name and isinstance(symbol, ir.SymbolicDim) and symbol.value:
+                    mapping.setdefault(symbol.value, name)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # its note about two names for one symbol: the first one stays
+            mapping = _dynamic_shapes.create_rename_mapping(model.graph.inputs, axis_names)
     _ir_passes.rename_axis(model, mapping)
 
 

@@ -236,7 +236,10 @@ def export(
             captured = capture(model, arguments.args, arguments.kwargs, arguments.dynamic_shapes)
         program, strategy = captured.program, captured.strategy
         hierarchy = ModuleHierarchy(model, keep)
-    names = arguments.output_names or output_names_of(program.call_spec.out_spec)
+    own = output_names_of(program.call_spec.out_spec)  # the user's names first, the model's for the rest
+    if len(own) != len(program.graph_signature.user_outputs):  # outputs that are no tensors: leave the names
+        own = []
+    names = [*(arguments.output_names or []), *own[len(arguments.output_names or []) :]]
     result = export_program(
         program,
         hierarchy,
