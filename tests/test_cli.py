@@ -111,6 +111,7 @@ def test_verify_command_exports_then_matches(tmp_path, capsys):
     assert main(["verify", "bert-tiny", str(tmp_path / "v"), "--seq-len", "8"]) == 0
     captured = capsys.readouterr()
     assert "every module matched" in captured.err
+    assert f"wrote {tmp_path / 'v' / 'verify.json'}" in captured.err
     assert (tmp_path / "v" / "model.onnx").is_file()
     assert main(["verify", "bert-tiny", str(tmp_path / "v"), "--seq-len", "8"]) == 0  # reuses the file
     assert "exporting" not in capsys.readouterr().err

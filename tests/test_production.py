@@ -36,6 +36,27 @@ def test_dynamic_batch_and_sequence(bert_tiny, bert_export, tmp_path):
         dynamic_shapes_for(inputs, ["time"])
 
 
+def test_image_height_and_width_on_request():
+    from torch import nn
+
+    class Convs(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+        def forward(self, pixel_values):
+            return self.conv(pixel_values).mean(dim=(2, 3))
+
+    inputs = {"pixel_values": torch.randn(2, 3, 8, 8)}
+    shapes = dynamic_shapes_for(inputs, ["batch", "height", "width"])
+    result = hiercompile.export(Convs().eval(), kwargs=inputs, dynamic_shapes=shapes)
+    assert [str(d) for d in result.model.graph.inputs[0].shape] == ["batch", "3", "height", "width"]
+    from conftest import run_ir
+
+    (got,) = run_ir(result.model, {"pixel_values": np.ones((1, 3, 5, 7), dtype=np.float32)})
+    assert got.shape == (1, 4)
+
+
 @pytest.mark.slow
 def test_forced_external_data_round_trips_through_every_reader(bert_tiny, tmp_path):
     out = tmp_path / "out"
