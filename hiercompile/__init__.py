@@ -7,6 +7,7 @@ Names are imported on first use, so ``import hiercompile`` (and the command line
 from __future__ import annotations
 
 import importlib
+import types
 from typing import TYPE_CHECKING, Any
 
 from ._errors import (
@@ -31,21 +32,23 @@ from ._errors import (
 )
 from ._version import __version__
 
-_LAZY = {
-    "ExportResult": "._exporter",
-    "export": "._exporter",
-    "HierarchyRetriever": "._tools._retrieve",
-    "extract": "._tools._extract",
-    "functionize": "._tools._functions",
-    "ProfileReport": "._tools._profile",
-    "profile": "._tools._profile",
-    "report": "._tools._report",
-    "VerifyReport": "._tools._verify",
-    "verify": "._tools._verify",
-    "backend": "._runtime._backend",
-    "ModuleHierarchy": ".passes",
-    "is_kept": ".passes",
-}
+_LAZY = types.MappingProxyType(
+    {
+        "ExportResult": "._exporter",
+        "export": "._exporter",
+        "HierarchyRetriever": "._tools._retrieve",
+        "extract": "._tools._extract",
+        "functionize": "._tools._functions",
+        "ProfileReport": "._tools._profile",
+        "profile": "._tools._profile",
+        "report": "._tools._report",
+        "VerifyReport": "._tools._verify",
+        "verify": "._tools._verify",
+        "backend": "._runtime._backend",
+        "ModuleHierarchy": ".passes",
+        "is_kept": ".passes",
+    }
+)
 
 if TYPE_CHECKING:
     from ._exporter import ExportResult, export

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import types
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,14 +24,16 @@ from ._errors import HiercompileError, InputError
 from ._sources import DYNAMIC_AXES, position_limit, presets, resolve
 from ._version import __version__
 
-STEP_TEXT = {
-    "capture": "capturing with torch.export",
-    "tag": "tagging ops by module",
-    "lower": "lowering with the dynamo ONNX exporter",
-    "carry": "carrying tags into ONNX and optimizing",
-    "derive": "deriving DAGs and operation metadata",
-    "save": "writing the files",
-}
+STEP_TEXT = types.MappingProxyType(
+    {
+        "capture": "capturing with torch.export",
+        "tag": "tagging ops by module",
+        "lower": "lowering with the dynamo ONNX exporter",
+        "carry": "carrying tags into ONNX and optimizing",
+        "derive": "deriving DAGs and operation metadata",
+        "save": "writing the files",
+    }
+)
 EXIT_INTERRUPTED = 130
 
 

@@ -188,3 +188,49 @@ def test_entry_point_registers_without_importing_hiercompile():
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.split()
     assert out == ["True", "False"]
+
+
+def test_compiled_graphs_are_released_with_the_model(tmp_path):
+    import gc
+    import weakref
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU()).eval()
+    backend = hiercompile.backend()
+    compiled = torch.compile(model, backend=backend)
+    with torch.no_grad():
+        compiled(torch.randn(3, 4))
+    (result,) = backend.results
+    alive = weakref.ref(result)
+    del result
+    assert alive() is not None  # dynamo's compiled code holds the graph
+    del compiled
+    torch._dynamo.reset()
+    gc.collect()
+    assert alive() is None and backend.results == []
+
+
+def test_string_backend_numbers_graphs_through_the_output_folder(tmp_path):
+    torch.manual_seed(0)
+    x = torch.randn(2, 4)
+    for _ in range(2):  # two compiles into one folder
+        torch._dynamo.reset()
+        model = nn.Sequential(nn.Linear(4, 4)).eval()
+        with torch.no_grad():
+            torch.compile(model, backend="hiercompile", options={"output_dir": str(tmp_path)})(x)
+    graphs = json.loads((tmp_path / "index.json").read_text())["graphs"]
+    assert [g["index"] for g in graphs] == [0, 1]
+    assert (tmp_path / "graph_0" / "model.onnx").is_file() and (tmp_path / "graph_1" / "model.onnx").is_file()
+
+
+def test_a_failure_of_any_kind_falls_back(monkeypatch):
+    from hiercompile._runtime import _backend
+
+    def broken(*args, **kwargs):
+        raise KeyError("an op's stack names no module")  # what tag_fx_graph once let escape
+
+    monkeypatch.setattr(_backend, "export_program", broken)
+    model = nn.Sequential(nn.Linear(4, 4)).eval()
+    x = torch.randn(2, 4)
+    with pytest.warns(FallbackWarning, match="runs eagerly: .an op's stack names no module"), torch.no_grad():
+        torch.testing.assert_close(torch.compile(model, backend=hiercompile.backend())(x), model(x))

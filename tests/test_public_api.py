@@ -74,3 +74,25 @@ def test_import_loads_neither_torch_nor_onnx():
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert out.strip() == "[]"
+
+
+def test_no_module_level_mutable_state():
+    """Every module of the package holds constants only: state lives in objects the caller owns."""
+    import importlib
+    import pkgutil
+    import weakref
+
+    mutable = (dict, list, set, bytearray, weakref.WeakSet, weakref.WeakKeyDictionary, weakref.WeakValueDictionary)
+    found = []
+    import hiercompile.passes
+
+    packages = [*pkgutil.walk_packages(hiercompile.__path__, "hiercompile.")]
+    packages += pkgutil.walk_packages(hiercompile.passes.__path__, "hiercompile.passes.")
+    for info in packages:
+        if info.name.endswith("__main__"):
+            continue
+        module = importlib.import_module(info.name)
+        for name, value in vars(module).items():
+            if not name.startswith("__") and isinstance(value, mutable):
+                found.append(f"{info.name}.{name}")
+    assert found == []

@@ -10,6 +10,8 @@ used here only.
 
 from __future__ import annotations
 
+import types
+
 __all__ = ["Arguments", "name_axes", "output_names_of", "read_arguments"]
 
 import dataclasses
@@ -26,20 +28,22 @@ from .._errors import InputError
 
 # torch.onnx.export's arguments that only its TorchScript exporter or its own debugging
 # tools read: accepted at their defaults, an error otherwise (what to use instead)
-_UNSUPPORTED = {
-    "report": (False, "it writes torch's export report; hiercompile's errors name the failing step"),
-    "verify": (False, "use hiercompile.verify(model, args, kwargs, onnx_model) to compare every module"),
-    "profile": (False, "use hiercompile.profile(path) to time every module in ONNX Runtime"),
-    "dump_exported_program": (False, "use torch.export.export and torch.export.save"),
-    "artifacts_dir": (".", "it is where torch's report goes"),
-    "export_params": (True, "the weights are always part of the model"),
-    "do_constant_folding": (True, "constants are always folded (onnxscript's optimizer)"),
-    "custom_opsets": (None, "it belongs to the TorchScript exporter; pass custom_translation_table"),
-    "operator_export_type": (None, "it belongs to the TorchScript exporter"),
-    "autograd_inlining": (True, "it belongs to the TorchScript exporter"),
-    "export_modules_as_functions": (False, "pass functions=True: every module instance becomes a function"),
-    "dynamo": (True, "hiercompile always uses the dynamo exporter"),
-}
+_UNSUPPORTED = types.MappingProxyType(
+    {
+        "report": (False, "it writes torch's export report; hiercompile's errors name the failing step"),
+        "verify": (False, "use hiercompile.verify(model, args, kwargs, onnx_model) to compare every module"),
+        "profile": (False, "use hiercompile.profile(path) to time every module in ONNX Runtime"),
+        "dump_exported_program": (False, "use torch.export.export and torch.export.save"),
+        "artifacts_dir": (".", "it is where torch's report goes"),
+        "export_params": (True, "the weights are always part of the model"),
+        "do_constant_folding": (True, "constants are always folded (onnxscript's optimizer)"),
+        "custom_opsets": (None, "it belongs to the TorchScript exporter; pass custom_translation_table"),
+        "operator_export_type": (None, "it belongs to the TorchScript exporter"),
+        "autograd_inlining": (True, "it belongs to the TorchScript exporter"),
+        "export_modules_as_functions": (False, "pass functions=True: every module instance becomes a function"),
+        "dynamo": (True, "hiercompile always uses the dynamo exporter"),
+    }
+)
 
 
 @dataclasses.dataclass
