@@ -6,14 +6,25 @@ Installed as ``hiercompile.passes``.
 from .carry_tags import CarryTagsPass
 from .deduplicate_constants import DeduplicateConstantsPass
 from .functionize import FUNCTION_DOMAIN, FunctionizePass, FunctionizeResult, InlineFunctionsPass
-from .fx_tag import call_indices, tag_fx_graph
+from .fx_tag import call_indices, tag_fx_graph, tag_graph_module
 from .hierarchy_metadata import HierarchyMetadataPass
 from .inherit_tags import InheritTagsPass, UnmappedNodesError
 from .io_names import NameInputsOutputsPass
 from .merge_duplicates import MergeDuplicatesPass
 from .module_tags import KeepPredicate, ModuleHierarchy, ModuleInfo, is_kept
 from .namespace import NamespacePass
-from .partition import Partition, attribute_key, is_convex, partition
+from .partition import (
+    Partition,
+    attribute_key,
+    captured_values,
+    is_convex,
+    node_inputs,
+    partition,
+    subgraph_owners,
+    subgraphs,
+    top_level,
+    users,
+)
 from .scoped_names import ORIGINAL_NAME_KEY, ScopedNamesPass
 from .tag_attributes import AddTagAttributesPass, StripTagAttributesPass
 from .tag_initializers import TagInitializersPass
@@ -62,14 +73,21 @@ __all__ = [
     "ancestors",
     "attribute_key",
     "call_indices",
+    "captured_values",
     "common_ancestor",
     "get_calls",
     "get_tags",
     "is_convex",
     "is_kept",
     "is_under",
+    "node_inputs",
     "partition",
     "set_node_tags",
+    "subgraph_owners",
+    "subgraphs",
     "tag_depth",
     "tag_fx_graph",
+    "tag_graph_module",
+    "top_level",
+    "users",
 ]

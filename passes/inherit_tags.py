@@ -22,10 +22,12 @@ class InheritTagsPass(ir.passes.InPlacePass):
 
     Rules:
 
-    1. Only main-graph nodes with neither a tag nor exporter metadata are tagged.
-    2. Such a node takes the innermost module enclosing all its tagged consumers;
-       with none, the innermost module enclosing all its tagged producers; with
-       neither, ``fallback_tag`` (the root) (:func:`inherit_tags`, as for FX ops).
+    1. Only nodes with neither a tag nor exporter metadata are tagged, in the main
+       graph and in every subgraph (the branches of ``If``, the bodies of loops).
+    2. Such a node takes the innermost module enclosing all its tagged consumers in
+       its graph; with none, the innermost module enclosing all its tagged producers;
+       with neither, ``fallback_tag`` (the root) in the main graph and the tag of the
+       control-flow node in a subgraph (:func:`inherit_tags`, as for FX ops).
     3. Postcondition: every non-``Constant`` node has a tag. A node that carries
        exporter metadata but no tag came from an FX node that was never tagged:
        the error names it and that FX node.
@@ -36,21 +38,32 @@ class InheritTagsPass(ir.passes.InPlacePass):
         self.fallback_tag = fallback_tag
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
-        order = [n for n in model.graph if n.op_type != "Constant"]
+        modified = self._inherit(model.graph, self.fallback_tag)
+        for node in ir.traversal.RecursiveGraphIterator(model.graph):  # subgraphs, outer ones first
+            for attr in node.attributes.values():
+                graphs = [attr.value] if attr.type is ir.AttributeType.GRAPH else []
+                graphs += list(attr.value) if attr.type is ir.AttributeType.GRAPHS else []
+                for subgraph in graphs:
+                    modified |= self._inherit(subgraph, get_tags(node)[0] if get_tags(node) else self.fallback_tag)
+        return ir.passes.PassResult(model, modified=modified)
+
+    @staticmethod
+    def _inherit(graph: ir.Graph, fallback: str) -> bool:
+        order = [n for n in graph if n.op_type != "Constant"]
         tags = {n: get_tags(n)[0] for n in order if TAG_KEY in n.metadata_props}
         orphans = [n for n in order if n not in tags and NAME_SCOPES_KEY not in n.metadata_props]
         if not orphans:
-            return ir.passes.PassResult(model, modified=False)
+            return False
         inherit_tags(
             [n for n in order if n in tags or n in orphans],
             tags,
-            users=lambda n: [u for v in n.outputs for u, _ in v.uses()],
+            users=lambda n: [u for v in n.outputs for u, _ in v.uses() if u.graph is graph],
             inputs=lambda n: [v.producer() for v in n.inputs if v is not None and v.producer() is not None],
-            default=self.fallback_tag,
+            default=fallback,
         )
         for node in orphans:
             set_node_tags(node, [tags[node]])
-        return ir.passes.PassResult(model, modified=True)
+        return True
 
     def ensures(self, model: ir.Model) -> None:
         missing = untagged_nodes(model.graph)

@@ -89,6 +89,10 @@ class ModuleHierarchy:
        ops' module stacks, with their recorded classes; a module that is on no stack
        counts as a container (``ModuleList``s are never called), and a shared instance
        has one tag per path.
+    8. A module-stack entry names its module by path; inside a control-flow branch
+       (``torch.cond``, ``scan``) the path starts at the branch function's closure
+       (``L['args'][1].__closure__[0].cell_contents.inner``), and the entry's key, the
+       module's ``id``, names it instead.
     """
 
     def __init__(self, model: nn.Module, keep: KeepPredicate | None = None) -> None:
@@ -106,6 +110,7 @@ class ModuleHierarchy:
         }
         aliases = {path: canonical[id(m)] for path, m in model.named_modules(remove_duplicate=False)}
         self._build(rows, [p for p, m in first.items() if p == "" or keep(m)], aliases)
+        self._ids = {str(key): path for key, path in canonical.items()}
 
     @classmethod
     def from_program(cls, program: torch.export.ExportedProgram) -> ModuleHierarchy:
@@ -131,6 +136,7 @@ class ModuleHierarchy:
                 rows.setdefault(parent, _Row("", True, 0, None))
         hierarchy = cls.__new__(cls)
         hierarchy._build(rows, kept, {p: p for p in classes})
+        hierarchy._ids = {}
         return hierarchy
 
     def _build(self, rows: dict[str, _Row], kept: list[str], aliases: dict[str, str]) -> None:
@@ -194,6 +200,13 @@ class ModuleHierarchy:
         """The tag of the module at ``path`` if it is kept, else None; ``KeyError`` if there is none."""
         info = self._by_path.get(self._aliases[path])
         return info.tag if info is not None else None
+
+    def module_path(self, key: str, path: str) -> str:
+        """The module path of a module-stack entry (rule 8): ``path`` when it names a submodule,
+        else the module whose ``id`` is ``key`` (``@k`` call suffix ignored); ``KeyError`` if neither."""
+        if path in self._aliases:
+            return path
+        return self._ids.get(key.partition("@")[0]) or self._aliases[path]
 
 
 def _class_name(qualified_class: str) -> str:

@@ -25,15 +25,16 @@ def scope_of(module_path: str) -> str:
 
 
 class ScopedNamesPass(ir.passes.InPlacePass):
-    """Rename every node of the main graph after the module it ran in.
+    """Rename every node after the module it ran in, in subgraphs too.
 
     Rules:
 
     1. A node's new name is ``<scope>/<OpType>_<n>``: the scope is the module path of
        its primary tag with ``/`` separators (``/stack/blocks.0/mix``;
-       empty for the root), n counts that op type in that module from 0, in graph order,
-       so names are stable across exports of the same model.
-    2. A name already taken gets ``_<k>`` appended until it is unique.
+       empty for the root), n counts that op type in that module from 0, in graph order
+       (a control-flow node's subgraphs right after it), so names are stable across
+       exports of the same model.
+    2. A name already taken anywhere in the model gets ``_<k>`` appended until it is unique.
     3. The old name is kept in ``hiercompile.original_name``; graph inputs, outputs
        and initializers keep their names.
     """
@@ -46,7 +47,7 @@ class ScopedNamesPass(ir.passes.InPlacePass):
         counts: Counter = Counter()
         taken: set[str] = set()
         modified = False
-        for node in model.graph:
+        for node in ir.traversal.RecursiveGraphIterator(model.graph):
             scope = self.scopes.get(node.metadata_props.get(TAG_KEY, ""), "")
             base = f"{scope}/{node.op_type}_{counts[(scope, node.op_type)]}"
             counts[(scope, node.op_type)] += 1

@@ -53,7 +53,7 @@ def test_repeated_calls_keep_one_tag_and_record_the_call_index():
     model = Again()
     program = torch.export.export(model, (torch.randn(2, 4),), strict=False)
     tags = tag_fx_graph(program.graph, ModuleHierarchy(model))
-    calls = call_indices(program.graph)
+    calls = call_indices(program.graph_module)[""]
     sigmoids = [n.name for n in program.graph.nodes if n.target == torch.ops.aten.sigmoid.default]
     assert [tags[n] for n in sigmoids] == ["/Again/Outer/Inner.a", "/Again/Outer/Inner.b"] * 2
     assert [calls.get(n, {}) for n in sigmoids] == [

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.fx.traceback as fx_traceback
 from torch import nn
 
 from .._errors import CaptureError, CaptureWarning, InputError, UnusedInputWarning, first_line
@@ -158,7 +159,8 @@ def capture(model: nn.Module, args: tuple, kwargs: dict[str, Any], dynamic_shape
     failures: list[BaseException] = []
     for name, run in STRATEGIES:
         try:
-            with _quiet_torch():
+            # preserve_node_meta: the ops of a torch.cond branch or scan body keep their module stacks
+            with _quiet_torch(), fx_traceback.preserve_node_meta():
                 program = _with_refined_shapes(run, model, args, kwargs, dynamic_shapes)
         except Exception as e:
             failures.append(e)

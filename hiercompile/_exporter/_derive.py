@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import networkx as nx
 import onnx_ir as ir
 
-from ..passes import ModuleHierarchy, ancestors, get_tags
+from ..passes import ModuleHierarchy, ancestors, get_tags, subgraph_owners
 
 
 def hierarchy_metadata(hierarchy: ModuleHierarchy) -> dict[str, dict]:
@@ -14,9 +16,12 @@ def hierarchy_metadata(hierarchy: ModuleHierarchy) -> dict[str, dict]:
 
 
 def data_flow_graph(graph: ir.Graph) -> nx.DiGraph:
-    """The DAG of the graph's non-``Constant`` nodes, an edge for each value one hands the other.
+    """The DAG of the main graph's non-``Constant`` nodes, an edge for each value one hands the other.
 
-    Each node has attributes ``op_type`` and ``tags`` (primary first).
+    A control-flow node stands for its subgraphs (SPEC §3): their ops are not nodes of
+    this DAG, and only its declared inputs are edges (the values its branches read from
+    outside are not, as ../shared/tools/check_spec.py reads the rule). Each node has
+    attributes ``op_type`` and ``tags`` (primary first).
     """
     dag = nx.DiGraph()
     for node in graph:
@@ -43,29 +48,40 @@ def module_dags(full: nx.DiGraph, tags: list[str]) -> dict[str, nx.DiGraph]:
     return {tag: full.subgraph(members[tag]).copy() for tag in tags}
 
 
+def ops(graph: ir.Graph) -> Iterator[tuple[ir.Node, ir.Node | None]]:
+    """Every non-``Constant`` node, in subgraphs too (SPEC §3), with the control-flow node whose
+    subgraph holds it (None in the main graph); a control-flow node comes before its subgraphs."""
+    owners = subgraph_owners(graph)
+    for node in ir.traversal.RecursiveGraphIterator(graph):
+        if node.op_type != "Constant":
+            yield node, owners.get(node.graph)
+
+
 def operations(graph: ir.Graph) -> dict[str, dict]:
-    """Node name / initializer name -> ``{"op_type", "inputs", "outputs", "tags"}``."""
+    """Node name / initializer name -> ``{"op_type", "inputs", "outputs", "tags"}``; a node inside
+    a subgraph also has ``"parent"``: the name of the control-flow node that runs it."""
     table: dict[str, dict] = {}
     for name, value in graph.initializers.items():
         table[name] = {"op_type": "Initializer", "inputs": [], "outputs": [name], "tags": get_tags(value)}
-    for node in graph:
-        if node.op_type == "Constant":
-            continue
+    for node, parent in ops(graph):
         table[node.name] = {
             "op_type": node.op_type,
             "inputs": [v.name if v is not None else "" for v in node.inputs],
             "outputs": [v.name for v in node.outputs],
             "tags": get_tags(node),
         }
+        if parent is not None:
+            table[node.name]["parent"] = parent.name
     return table
 
 
-def hierarchy_summary(hierarchy: ModuleHierarchy, full: nx.DiGraph) -> dict[str, dict]:
-    """``hierarchy.json``: the metadata object plus depth, children, parameters and op counts."""
+def hierarchy_summary(hierarchy: ModuleHierarchy, graph: ir.Graph) -> dict[str, dict]:
+    """``hierarchy.json``: the metadata object plus depth, children, parameters and op counts
+    (ops in subgraphs count for their own module, SPEC §3)."""
     summary = hierarchy_metadata(hierarchy)
     own = {tag: 0 for tag in summary}
-    for _, data in full.nodes(data=True):
-        own[data["tags"][0]] += 1
+    for node, _ in ops(graph):
+        own[get_tags(node)[0]] += 1
     total = dict.fromkeys(summary, 0)
     for tag, n in own.items():
         for ancestor in ancestors(tag):

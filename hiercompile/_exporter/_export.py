@@ -22,7 +22,7 @@ from torch import nn
 from .._artifacts import DAGS_FILE, HIERARCHY_FILE, OPERATIONS_FILE, Output
 from .._errors import AttributesWarning, InputError, TagError
 from .._io import json_writer, onnx_writer
-from ..passes import AddTagAttributesPass, KeepPredicate, ModuleHierarchy, call_indices, tag_fx_graph
+from ..passes import AddTagAttributesPass, KeepPredicate, ModuleHierarchy, call_indices, tag_graph_module
 from . import _derive
 from ._arguments import output_names_of, read_arguments
 from ._capture import capture, capture_mode, check_inputs
@@ -301,7 +301,7 @@ def export_program(
         carry(
             onnx_model,
             fx_tags=fx_tags,
-            fx_calls=call_indices(decomposed.graph),
+            fx_calls=call_indices(decomposed.graph_module),
             hierarchy=_derive.hierarchy_metadata(hierarchy),
             root_tag=hierarchy.root.tag,
             optimize=optimize,
@@ -315,7 +315,7 @@ def export_program(
         graph = _derive.data_flow_graph(onnx_model.graph)
         return ExportResult(
             model=onnx_model,
-            hierarchy=_derive.hierarchy_summary(hierarchy, graph),
+            hierarchy=_derive.hierarchy_summary(hierarchy, onnx_model.graph),
             graph=graph,
             module_dags=_derive.module_dags(graph, hierarchy.tags),
             operations=_derive.operations(onnx_model.graph),
@@ -323,9 +323,11 @@ def export_program(
         )
 
 
-def _tag_fx(program: Any, hierarchy: ModuleHierarchy, normalize_path: Callable[[str], str]) -> dict[str, str]:
+def _tag_fx(
+    program: Any, hierarchy: ModuleHierarchy, normalize_path: Callable[[str], str]
+) -> dict[str, dict[str, str]]:
     try:
-        return tag_fx_graph(program.graph, hierarchy, normalize_path=normalize_path)
+        return tag_graph_module(program.graph_module, hierarchy, normalize_path=normalize_path)
     except KeyError as e:
         raise TagError(
             f"tag step failed: module path {e.args[0]!r} on an op's nn_module_stack is not a submodule "

@@ -35,7 +35,7 @@ from .._artifacts import INDEX_FILE
 from .._errors import CaptureError, FallbackWarning, InputError, first_line
 from .._exporter import ExportResult, export_program
 from .._io import json_writer, write_files
-from ..passes import KeepPredicate, ModuleHierarchy, tag_fx_graph
+from ..passes import KeepPredicate, ModuleHierarchy, tag_graph_module
 
 _ROOT_VARIABLE = re.compile(r"^L\['([^']+)'\]")
 
@@ -338,7 +338,7 @@ class Backend:
             return ".".join(p for p in (prefix, module_path(path)) if p)
 
         hierarchy = ModuleHierarchy(root, self.keep)
-        tag_fx_graph(gm.graph, hierarchy, normalize_path=normalize)
+        tag_graph_module(gm, hierarchy, normalize_path=normalize)
         owned = {id(t): name for name, t in [*root.named_parameters(), *root.named_buffers()]}
         constants = {i: (owned[id(t)], t) for i, t in enumerate(example_inputs) if id(t) in owned}
         constants |= {i: (f"_scalar_{i}", example_inputs[i]) for i in _scalar_positions(gm)}

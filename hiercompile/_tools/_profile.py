@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,9 @@ import onnxruntime as ort
 from .. import _ort
 from .._artifacts import PROFILE_FILE, write_result
 from .._errors import InputError, ProfileError, first_line
+from .._exporter._derive import ops
 from .._io import onnx_writer
+from ..passes import get_tags
 from ._retrieve import HierarchyRetriever, ModelSource, model_file
 
 OVERHEAD = "(runtime, outside any op)"
@@ -83,6 +86,14 @@ def _feeds(session: ort.InferenceSession, dims: dict[str, int], default_dim: int
     return feeds
 
 
+def _all_nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else attr.graphs:
+                yield from _all_nodes(sub)
+
+
 def _kernel_nodes(optimized: onnx.ModelProto, node_tags: dict[str, str], producers: dict[str, str]) -> dict[str, str]:
     """For each node of ORT's optimized graph, the node of ours it stands for.
 
@@ -98,9 +109,10 @@ def _kernel_nodes(optimized: onnx.ModelProto, node_tags: dict[str, str], produce
        following ORT's new values backward.
     """
     names = set(node_tags)
+    nodes = list(_all_nodes(optimized.graph))  # control-flow subgraphs run kernels of their own
     mapping: dict[str, str] = {}
     consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in optimized.graph.node:
+    for node in nodes:
         for value in node.input:
             consumers.setdefault(value, []).append(node)
         if node.name in names:
@@ -119,7 +131,7 @@ def _kernel_nodes(optimized: onnx.ModelProto, node_tags: dict[str, str], produce
                     return found
         return None
 
-    made_by = {value: node for node in optimized.graph.node for value in node.output}
+    made_by = {value: node for node in nodes for value in node.output}
 
     def backward(node: onnx.NodeProto, seen: set[str]) -> str | None:
         for value in node.input:
@@ -132,7 +144,7 @@ def _kernel_nodes(optimized: onnx.ModelProto, node_tags: dict[str, str], produce
                 return found
         return None
 
-    for node in optimized.graph.node:
+    for node in nodes:
         if node.name not in mapping and (found := forward(node, {node.name}) or backward(node, {node.name})):
             mapping[node.name] = found
     return mapping
@@ -179,7 +191,7 @@ def _profile(
     dims: dict[str, int],
     default_dim: int,
 ) -> ProfileReport:
-    node_tags = {name: data["tags"][0] for name, data in retriever.graph.nodes(data=True)}
+    node_tags = {node.name: get_tags(node)[0] for node, _ in ops(retriever.model.graph)}
     with tempfile.TemporaryDirectory() as tmp:
         options = ort.SessionOptions()
         options.enable_profiling = True
@@ -205,7 +217,7 @@ def _profile(
             ) from e
         events = json.loads(Path(session.end_profiling()).read_text())
         optimized = onnx.load(options.optimized_model_filepath, load_external_data=False)
-    producers = {v.name: node.name for node in retriever.model.graph for v in node.outputs}
+    producers = {v.name: node.name for node, _ in ops(retriever.model.graph) for v in node.outputs}
     kernel_nodes = _kernel_nodes(optimized, node_tags, producers)
     run_events = [e for e in events if e.get("name") == "model_run"]
     kernels = [e for e in events if e.get("cat") == "Node" and e["name"].endswith(_KERNEL)]

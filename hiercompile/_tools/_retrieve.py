@@ -87,9 +87,11 @@ class HierarchyRetriever:
         self.inlined = self.model is not loaded  # the source was the functions form
         self.hierarchy: dict[str, dict] = json.loads(self.model.metadata_props[HIERARCHY_KEY])
         self.graph: nx.DiGraph = _derive.data_flow_graph(self.model.graph)
+        # every op, in subgraphs too (SPEC §3), in graph order: name -> (op type, primary tag)
+        self._ops = {node.name: (node.op_type, get_tags(node)[0]) for node, _ in _derive.ops(self.model.graph)}
         self._own: dict[str, list[str]] = {tag: [] for tag in self.hierarchy}
-        for name, data in self.graph.nodes(data=True):
-            self._own.setdefault(data["tags"][0], []).append(name)
+        for name, (_, tag) in self._ops.items():
+            self._own.setdefault(tag, []).append(name)
 
     def _check(self, tag: str) -> str:
         if tag not in self.hierarchy:
@@ -124,10 +126,11 @@ class HierarchyRetriever:
         return [t for t in self.modules() if is_under(t, tag)]
 
     def get_nodes_by_module(self, tag: str, recursive: bool = True) -> list[str]:
-        """Names of the ops of ``tag`` (and, with ``recursive``, of its subtree), in graph order."""
+        """Names of the ops of ``tag`` (and, with ``recursive``, of its subtree), in graph order;
+        ops inside control-flow subgraphs count for the module they ran in."""
         tags = self.get_module_subtree(tag) if recursive else [self._check(tag)]
         wanted = set(tags)
-        return [n for n, d in self.graph.nodes(data=True) if d["tags"][0] in wanted]
+        return [name for name, (_, owner) in self._ops.items() if owner in wanted]
 
     def group_operations_by_hierarchy(self) -> dict[str, list[str]]:
         """Tag -> names of the ops the module runs itself (every op in exactly one list)."""
@@ -135,7 +138,7 @@ class HierarchyRetriever:
 
     def op_types(self, tag: str, recursive: bool = True) -> Counter:
         """Histogram of op types of the module."""
-        return Counter(self.graph.nodes[n]["op_type"] for n in self.get_nodes_by_module(tag, recursive))
+        return Counter(self._ops[n][0] for n in self.get_nodes_by_module(tag, recursive))
 
     def parameters_of(self, tag: str) -> list[str]:
         """Initializers that ops of the module's subtree consume, in graph order."""
@@ -148,5 +151,5 @@ class HierarchyRetriever:
         return sum(inits[name].const_value.size for name in self.parameters_of(tag) if inits[name].const_value)
 
     def module_dag(self, tag: str) -> nx.DiGraph:
-        """The module's DAG: the subgraph induced by its subtree's ops."""
-        return self.graph.subgraph(self.get_nodes_by_module(tag)).copy()
+        """The module's DAG: the subgraph of the main graph's DAG induced by its subtree's ops."""
+        return self.graph.subgraph([n for n in self.get_nodes_by_module(tag) if n in self.graph]).copy()
