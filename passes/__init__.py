@@ -4,6 +4,7 @@ Installed as ``hiercompile.passes``.
 """
 
 from .carry_tags import CarryTagsPass
+from .contiguous_views import ContiguousViewsPass
 from .deduplicate_constants import DeduplicateConstantsPass
 from .functionize import FUNCTION_DOMAIN, FunctionizePass, FunctionizeResult, InlineFunctionsPass
 from .fx_tag import call_indices, tag_fx_graph, tag_graph_module
@@ -53,6 +54,7 @@ __all__ = [
     "VERSION_KEY",
     "AddTagAttributesPass",
     "CarryTagsPass",
+    "ContiguousViewsPass",
     "DeduplicateConstantsPass",
     "FunctionizePass",
     "FunctionizeResult",

@@ -22,7 +22,13 @@ from torch import nn
 from .._artifacts import DAGS_FILE, HIERARCHY_FILE, OPERATIONS_FILE, Output
 from .._errors import AttributesWarning, InputError, TagError
 from .._io import json_writer, onnx_writer
-from ..passes import AddTagAttributesPass, KeepPredicate, ModuleHierarchy, call_indices, tag_graph_module
+from ..passes import (
+    AddTagAttributesPass,
+    KeepPredicate,
+    ModuleHierarchy,
+    call_indices,
+    tag_graph_module,
+)
 from . import _derive
 from ._arguments import output_names_of, read_arguments
 from ._capture import capture, capture_mode, check_inputs

@@ -13,8 +13,9 @@ from typing import Any
 import onnx_ir as ir
 import torch
 
-from .._errors import LowerError
+from .._errors import LowerError, first_line
 from .._logs import quiet_loggers
+from ..passes import ContiguousViewsPass
 from ._arguments import name_axes
 
 
@@ -43,6 +44,9 @@ def _describe(error: Exception) -> str:
     )
 
 
+_STRIDES_CHANGED = re.compile(r"Cannot view a tensor with shape .* and strides")
+
+
 @dataclasses.dataclass(frozen=True)
 class Lowering:
     """The exporter's settings: opset, extra translations, and names for the dynamic axes."""
@@ -60,19 +64,91 @@ def lower(
     Optimization is left to the tag-aware pipeline (:mod:`._carry`), since
     the exporter's own common-subexpression elimination drops the merged nodes' metadata.
     The decomposed program is the one whose FX node names the ONNX nodes refer to.
+
+    Rules, applied when the exporter fails (other programs lower as they are, unchanged):
+
+    1. It fails on a view whose strides its decompositions changed: the program's views
+       get contiguous inputs (:class:`ContiguousViewsPass`, in place) and it is lowered again.
+    2. It has no translation for an op of a library's own (``torch.library.custom_op``) that
+       the caller did not translate either: every such op is decomposed through its Python
+       implementation and the program lowered again; an op without one, or whose
+       implementation cannot be traced, is a :class:`LowerError` that names it and says how
+       to pass a translation.
     """
     lowering = lowering or Lowering()
-    try:
-        with _quiet():
-            onnx_program = torch.onnx.export(
-                program,
-                dynamo=True,
-                optimize=False,
-                verbose=False,
-                opset_version=lowering.opset_version,
-                custom_translation_table=dict(lowering.custom_translation_table or {}) or None,
-            )
-    except Exception as e:
-        raise LowerError(f"lower step (torch.onnx dynamo exporter) failed: {_describe(e)}") from e
+    remedies = {"views", "custom ops"}
+    while True:
+        try:
+            onnx_program = _translate(program, lowering)
+            break
+        except Exception as e:
+            text = str(e)
+            if "views" in remedies and _STRIDES_CHANGED.search(text):
+                remedies.discard("views")  # rule 1: pytorch#136543
+                ContiguousViewsPass()(program.graph_module)
+            elif "custom ops" in remedies and (ops := _custom_ops(program, lowering)):
+                remedies.discard("custom ops")  # rule 2
+                program = _decompose(program, ops)
+            else:
+                raise LowerError(f"lower step (torch.onnx dynamo exporter) failed: {_describe(e)}") from e
     name_axes(onnx_program.model, lowering.axis_names)
     return onnx_program.model, onnx_program.exported_program
+
+
+def _custom_ops(program: torch.export.ExportedProgram, lowering: Lowering) -> list[torch._ops.OpOverload]:
+    """The ops of libraries' own in the program (any namespace but aten's and prims') the caller does not translate."""
+    translated = set(lowering.custom_translation_table or {})
+    return sorted(
+        {
+            node.target
+            for module in program.graph_module.modules()
+            if isinstance(module, torch.fx.GraphModule)
+            for node in module.graph.nodes
+            if isinstance(node.target, torch._ops.OpOverload)
+            and node.target.namespace not in ("aten", "prims")
+            and node.target not in translated
+        },
+        key=str,
+    )
+
+
+def _decompose(program: torch.export.ExportedProgram, ops: list[torch._ops.OpOverload]) -> torch.export.ExportedProgram:
+    """``program`` with each op replaced by the ops its Python implementation runs."""
+    from torch._library.custom_ops import OPDEFS  # where torch.library.custom_op keeps the definitions
+
+    def fix(op: torch._ops.OpOverload) -> str:
+        return (
+            f"pass custom_translation_table={{torch.ops.{op.namespace}.{op._opname}.{op._overloadname}: "
+            "an onnxscript function} to hiercompile.export"
+        )
+
+    table = {}
+    for op in ops:
+        definition = OPDEFS.get(op.name())
+        if definition is None:
+            raise LowerError(
+                f"lower step: the op {op.name()} has no ONNX translation and no Python implementation "
+                f"to export through; {fix(op)}"
+            )
+        table[op] = definition._init_fn
+    try:
+        with _quiet():
+            return program.run_decompositions(table)
+    except Exception as e:
+        names = ", ".join(op.name() for op in ops)
+        raise LowerError(
+            f"lower step: {names} has no ONNX translation and its Python implementation cannot be traced "
+            f"({first_line(e)}); {fix(ops[0])}"
+        ) from e
+
+
+def _translate(program: torch.export.ExportedProgram, lowering: Lowering) -> torch.onnx.ONNXProgram:
+    with _quiet():
+        return torch.onnx.export(
+            program,
+            dynamo=True,
+            optimize=False,
+            verbose=False,
+            opset_version=lowering.opset_version,
+            custom_translation_table=dict(lowering.custom_translation_table or {}) or None,
+        )

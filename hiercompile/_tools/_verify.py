@@ -145,7 +145,8 @@ def verify(
     """Compare every kept module's PyTorch outputs with the values its tagged ONNX ops produce.
 
     A module matches when each of its output tensors equals (within ``atol + rtol·max|x|``)
-    some value produced by an op of its subtree. The first divergence is the diverging
+    some value produced by an op of its subtree, or a constant its ops read (the optimizer
+    folds what does not depend on the inputs, a position bias say). The first divergence is the diverging
     module whose forward returned first: the innermost, earliest place the two disagree.
     Without ``onnx_model`` the model is exported first. PyTorch runs in eval mode unless
     ``training`` (as :func:`hiercompile.export` captures). ``output``: write ``verify.json``
@@ -194,11 +195,16 @@ def _verify(
         )
     feeds = {name: t.detach().cpu().numpy() for name, t in zip(graph_inputs, flat_inputs, strict=True)}
     values = _run_exposing_values(retriever.model, feeds)
+    initializers = retriever.model.graph.initializers
+    for name, value in initializers.items():  # folded constants: a module's output may have become one
+        if value.const_value is not None and name not in values:
+            values[name] = value.const_value.numpy()
     producers = {node.name: node for node in retriever.model.graph}  # main graph: its values can be observed
     checks = []
     for tag in retriever.modules():
         ops = retriever.get_nodes_by_module(tag)
         produced = [v.name for n in ops if n in producers for v in producers[n].outputs]
+        produced += [name for name in retriever.parameters_of(tag) if name in values] if produced else []
         if ops and not produced:  # every op of it runs inside an If/Loop/Scan subgraph
             checks.append(ModuleCheck(tag, "inside control flow"))
             continue

@@ -9,6 +9,7 @@ SMALL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "i
 TOKENS = {"vocab_size": 1000, "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2}
 DECODER = {**SMALL, **TOKENS, "num_key_value_heads": 1}
 IMAGE = {"image_size": 32}
+T5_SMALL = {"d_model": 32, "d_ff": 64, "num_layers": 1, "num_heads": 2, "d_kv": 16}
 STAGES = {"hidden_sizes": [8, 16, 32, 64], "depths": [1, 1, 1, 1], **IMAGE}
 
 # name -> (transformers class, config class, config kwargs)
@@ -20,7 +21,14 @@ ZOO: dict[str, tuple[str, str, dict]] = {
     "qwen2": ("Qwen2Model", "Qwen2Config", DECODER),
     "mistral": ("MistralModel", "MistralConfig", DECODER),
     "phi3": ("Phi3Model", "Phi3Config", DECODER),
-    "t5": ("T5Model", "T5Config", {"d_model": 32, "d_ff": 64, "num_layers": 2, "num_heads": 2, "d_kv": 16, **TOKENS}),
+    "t5": ("T5Model", "T5Config", {**T5_SMALL, "num_layers": 2, **TOKENS}),
+    "mt5": ("MT5Model", "MT5Config", {**T5_SMALL, **TOKENS}),
+    "mixtral": (  # mixture of experts through transformers' own grouped-matmul op
+        "MixtralModel",
+        "MixtralConfig",
+        {**DECODER, "num_hidden_layers": 1, "num_local_experts": 4, "num_experts_per_tok": 2},
+    ),
+    "mamba": ("MambaModel", "MambaConfig", {"hidden_size": 32, "num_hidden_layers": 2, "state_size": 4, **TOKENS}),
     "vit": ("ViTModel", "ViTConfig", {**SMALL, **IMAGE, "patch_size": 8}),
     "convnext": ("ConvNextModel", "ConvNextConfig", STAGES),
     "resnet": ("ResNetModel", "ResNetConfig", {**STAGES, "embedding_size": 8}),
@@ -69,6 +77,18 @@ class Block(nn.Module):
         return torch.relu(self.norm(self.conv(x))) + x
 
 
+class Gated(nn.Module):
+    """Control flow: torch.cond picks one of two blocks by the input's sign."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pos = Block(8)
+        self.neg = Block(8)
+
+    def forward(self, x):
+        return torch.cond(x.mean() > 0, lambda x: self.pos(x), lambda x: self.neg(x) * -1, (x,))
+
+
 class PlainNet(nn.Module):
     """A plain torch model: no transformers class anywhere."""
 
@@ -83,15 +103,31 @@ class PlainNet(nn.Module):
         return self.head(x.mean(dim=(2, 3)))
 
 
+class CondNet(PlainNet):
+    """A plain torch model with a data-dependent branch written with torch.cond."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gated = Gated()
+
+    def forward(self, x):
+        x = self.gated(self.blocks(self.stem(x)))
+        return self.head(x.mean(dim=(2, 3)))
+
+
+PLAIN = {"plain": PlainNet, "cond": CondNet}
+
+
 def build(name: str) -> tuple[nn.Module, dict]:
     """The model and example inputs (from its signature and config, as the CLI makes them)."""
     torch.manual_seed(0)
-    if name == "plain":
-        return PlainNet().eval(), {"x": torch.randn(1, 3, 16, 16)}
+    if name in PLAIN:
+        return PLAIN[name]().eval(), {"x": torch.randn(1, 3, 16, 16)}
     import transformers
 
     from hiercompile._exporter._models import example_inputs
 
     model_cls, config_cls, settings = ZOO[name]
-    model = getattr(transformers, model_cls)(getattr(transformers, config_cls)(**settings)).eval()
+    config = getattr(transformers, config_cls)(**settings, use_cache=False)  # caches: the generative export
+    model = getattr(transformers, model_cls)(config).eval()
     return model, example_inputs(model, seq_len=8)

@@ -15,15 +15,15 @@ import onnx_ir as ir
 import pytest
 import torch
 from conftest import check_spec, run_ir, run_onnx
-from models import ZOO, build
+from models import PLAIN, ZOO, build
 
 import hiercompile
 from hiercompile import functionize
 from hiercompile._tools._verify import _tensors
 
 KNOWN_TORCH_FAILURES = {
-    "t5": "torch's exporter retraces T5's attention reshape with other strides and fails "
-    "('Cannot view a tensor', pytorch#136543, #141107); hiercompile names the op and source line"
+    "mixtral": "transformers' grouped_mm_fallback op has no ONNX translation and its Python implementation "
+    "loops over data-dependent sizes; hiercompile names the op and custom_translation_table"
 }
 # statuses that say the ONNX model or its tags are wrong
 WRONG = {"diverged", "not produced"}
@@ -49,15 +49,16 @@ def max_diff(got: list[np.ndarray], want: list[np.ndarray]) -> float:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [*ZOO, "plain"])
+@pytest.mark.parametrize("name", [*ZOO, *PLAIN])
 def test_architecture(name, tmp_path, table):
     row = table.setdefault(name, {})
     model, inputs = build(name)
     if name in KNOWN_TORCH_FAILURES:
-        with pytest.raises(hiercompile.HiercompileError, match=r"lower step .* at FX op .* from `"):
+        with pytest.raises(hiercompile.LowerError, match=r"lower step: \S+ has no ONNX translation") as info:
             hiercompile.export(model, (), tmp_path, kwargs=inputs)
+        assert "custom_translation_table" in str(info.value) and "\n" not in str(info.value)
         assert not any(tmp_path.iterdir())
-        row["exported"] = "no: torch exporter bug (clear `LowerError`)"
+        row["exported"] = "no: an op without ONNX translation (one-line `LowerError` naming it)"
         pytest.xfail(KNOWN_TORCH_FAILURES[name])
     result = hiercompile.export(model, (), tmp_path, kwargs=inputs)
     check_spec(tmp_path / "model.onnx", tmp_path)

@@ -1,0 +1,81 @@
+"""The lower stage: ops of a library's own, through their Python implementation or a given translation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import run_ir
+from onnxscript import opset18 as op
+from torch import nn
+
+import hiercompile
+
+
+@torch.library.custom_op("hiercompile_lower_test::scaled", mutates_args=())
+def scaled(x: torch.Tensor) -> torch.Tensor:
+    return x * 2 + 1  # traceable: exported through this implementation
+
+
+@scaled.register_fake
+def _(x):
+    return torch.empty_like(x)
+
+
+@torch.library.custom_op("hiercompile_lower_test::by_rows", mutates_args=())
+def by_rows(x: torch.Tensor) -> torch.Tensor:
+    out = torch.zeros_like(x)
+    for i, n in enumerate(x.sum(dim=1).int().tolist()):  # data-dependent: cannot be traced
+        out[i] = x[i] * n
+    return out
+
+
+@by_rows.register_fake
+def _(x):
+    return torch.empty_like(x)
+
+
+class Uses(nn.Module):
+    def __init__(self, fn) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(self.lin(x))
+
+
+def test_custom_op_lowers_through_its_python_implementation():
+    torch.manual_seed(0)
+    model = Uses(scaled).eval()
+    x = torch.randn(2, 4)
+    result = hiercompile.export(model, (x,))
+    assert result.coverage == 1.0
+    assert {n.op_type for n in result.model.graph} == {"Gemm", "Mul", "Add"}
+    assert {t: e["num_ops"] for t, e in result.hierarchy.items()} == {"/Uses": 3}
+    with torch.no_grad():
+        np.testing.assert_allclose(run_ir(result.model, {"x": x.numpy()})[0], model(x).numpy(), atol=1e-6)
+
+
+def test_untraceable_custom_op_names_the_op_and_the_translation_table():
+    with pytest.raises(hiercompile.LowerError) as info:
+        hiercompile.export(Uses(by_rows).eval(), (torch.randn(2, 4),))
+    message = str(info.value)
+    assert "hiercompile_lower_test::by_rows has no ONNX translation" in message and "\n" not in message
+    assert "custom_translation_table={torch.ops.hiercompile_lower_test.by_rows.default: " in message
+
+
+def test_custom_translation_table_is_forwarded():
+    def rows_times_sum(x):  # the ONNX translation for by_rows, as torch.onnx takes one
+        return op.Mul(x, op.ReduceSum(x, op.Constant(value_ints=[1]), keepdims=1))
+
+    torch.manual_seed(0)
+    model = Uses(by_rows).eval()
+    x = torch.randn(2, 4)
+    table = {torch.ops.hiercompile_lower_test.by_rows.default: rows_times_sum}
+    result = hiercompile.export(model, (x,), custom_translation_table=table)
+    assert result.coverage == 1.0
+    with torch.no_grad():
+        hidden = model.lin(x)
+    want = (hidden * hidden.sum(dim=1, keepdim=True)).numpy()  # the translation's own arithmetic
+    np.testing.assert_allclose(run_ir(result.model, {"x": x.numpy()})[0], want, atol=1e-5)
