@@ -4,7 +4,9 @@ from __future__ import annotations
 
 __all__ = [
     "CALLS_KEY",
+    "CLASS_KEY",
     "HIERARCHY_KEY",
+    "SELF",
     "TAGS_KEY",
     "TAG_KEY",
     "VERSION_KEY",
@@ -31,6 +33,8 @@ TAGS_KEY = "hiercompile.tags"
 HIERARCHY_KEY = "hiercompile.hierarchy"
 VERSION_KEY = "hiercompile.version"
 CALLS_KEY = "hiercompile.calls"  # JSON {tag: k}: the node ran in the k-th call (k >= 1) of that module
+CLASS_KEY = "hiercompile.class"  # in a function body: the class name of the module that ran the node
+SELF = "."  # in a function body: the relative tag of the function's own ops
 
 
 def get_tags(obj: ir.Node | ir.Value) -> list[str]:

@@ -102,7 +102,7 @@ def test_inspect_extract_verify(bert_export, tmp_path, capsys):
     assert "closest: /BertModel/BertPooler" in capsys.readouterr().err
     assert not (tmp_path / "x.onnx").exists()
     assert main(["functionize", str(out / "model.onnx"), str(tmp_path / "f.onnx")]) == 0
-    assert "18 module calls of 10 functions" in capsys.readouterr().err.replace("\n", " ")
+    assert "18 module calls of 11 functions" in capsys.readouterr().err.replace("\n", " ")
     onnx.checker.check_model(onnx.load(tmp_path / "f.onnx"), full_check=True)
 
 

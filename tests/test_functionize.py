@@ -108,11 +108,12 @@ def test_multi_output_graph_output_and_a_module_called_twice():
         "/Hard/Twice.twice@1": "Twice",
         "/Hard": "Hard",
     }
+    # inside a body, names are relative to its module (SPEC §6): the scope of the child, never its tag
     assert calls_in(functions, "Hard") == [
-        ("/Hard/Pair", "Pair", "Pair"),
-        ("/Hard/Twice.twice", "Twice", "Twice.twice"),
-        ("/Hard/Twice.twice@1", "Twice", "Twice.twice"),
-        ("/Hard/Twice.last", "Twice", "Twice.last"),
+        ("/pair/Pair_0", "Pair", "Pair"),
+        ("/twice/Twice_0", "Twice", "Twice.twice"),
+        ("/twice/Twice_1", "Twice", "Twice.twice"),
+        ("/last/Twice_0", "Twice", "Twice.last"),
     ]
     pair = next(f for f in functions.functions.values() if f.name == "Pair")
     assert len(pair.outputs) == 2
@@ -149,10 +150,10 @@ def test_an_instance_run_twice_in_a_row_gives_two_calls_with_nested_calls():
         "/Repeat": "Repeat",
     }
     assert calls_in(functions, "Repeat") == [
-        ("/Repeat/Outer", "Outer", "Outer"),
-        ("/Repeat/Outer@1", "Outer", "Outer"),
+        ("/outer/Outer_0", "Outer", "Outer"),
+        ("/outer/Outer_1", "Outer", "Outer"),
     ]
-    assert [name for name, *_ in calls_in(functions, "Outer")] == ["/Repeat/Outer/Twice"]  # one shared body
+    assert [name for name, *_ in calls_in(functions, "Outer")] == ["/inner/Twice_0"]  # one shared body
 
 
 def test_non_convex_module_on_a_hand_built_graph():
@@ -175,7 +176,7 @@ def test_non_convex_module_on_a_hand_built_graph():
     assert result.inline == {"/M/A": "its ops are not convex: a path leaves the module and comes back"}
     assert list(result.functions) == ["/M"]
     body = next(iter(functions.functions.values()))
-    assert [tuple(get_tags(n)) for n in body] == [("A",), ("",), ("A",), ("",)]
+    assert [tuple(get_tags(n)) for n in body] == [("A",), (".",), ("A",), (".",)]
 
 
 @pytest.mark.slow
