@@ -3,9 +3,10 @@
 torch's ONNX exporter decomposes the captured program again before it translates it.
 The decompositions can change a tensor's strides (a fused kernel replaced by
 matmuls and transposes), and a ``view`` recorded on the captured strides then fails
-on the new ones ("Cannot view a tensor with shape … and strides …", pytorch#136543). ONNX has no strides, so a contiguous copy before every view
-costs nothing in the ONNX model (it becomes an ``Identity`` the optimizer removes) and
-makes every view valid whatever the strides.
+on the new ones ("Cannot view a tensor with shape … and strides …", pytorch#136543).
+ONNX has no strides, so a contiguous copy before every view costs nothing in the
+ONNX model (it becomes an ``Identity`` the optimizer removes) and makes every view
+valid whatever the strides.
 """
 
 from __future__ import annotations

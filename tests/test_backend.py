@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import re
 import subprocess
 import sys
 import warnings
@@ -14,7 +16,7 @@ from torch import nn
 
 import hiercompile
 from hiercompile import FallbackWarning
-from hiercompile._runtime._backend import module_path
+from hiercompile._runtime._backend import module_path, where_to_run
 
 
 @torch.library.custom_op("hiercompile_test::twice", mutates_args=())
@@ -122,10 +124,11 @@ def test_dynamic_float_attributes_are_baked_and_checked_per_call():
     backend = hiercompile.backend()
     compiled = torch.compile(model, backend=backend, dynamic=True)
     x = torch.randn(3, 5, 4)
-    torch.testing.assert_close(compiled(x), model(x))
-    assert backend.results[0] is not None  # eps and scale were baked into the ONNX model
-    model.scale = 2.0  # dynamo passes the new value without recompiling; ONNX Runtime's model has 0.5
-    torch.testing.assert_close(compiled(x), model(x))  # so this call runs eagerly
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), model(x))
+        assert backend.results[0] is not None  # eps and scale were baked into the ONNX model
+        model.scale = 2.0  # dynamo passes the new value without recompiling; ONNX Runtime's model has 0.5
+        torch.testing.assert_close(compiled(x), model(x))  # so this call runs eagerly
     assert len(backend.results) == 1
 
 
@@ -234,3 +237,62 @@ def test_a_failure_of_any_kind_falls_back(monkeypatch):
     x = torch.randn(2, 4)
     with pytest.warns(FallbackWarning, match="runs eagerly: .an op's stack names no module"), torch.no_grad():
         torch.testing.assert_close(torch.compile(model, backend=hiercompile.backend())(x), model(x))
+
+
+def test_training_runs_eagerly_with_one_warning_and_eager_gradients():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 1))
+    reference = copy.deepcopy(model)
+    x = torch.randn(3, 4, requires_grad=True)
+    backend = hiercompile.backend()
+    with pytest.warns(FallbackWarning, match="gradients are needed .* torch.no_grad"):
+        loss = torch.compile(model, backend=backend)(x).sum()
+    loss.backward()
+    x_ref = x.detach().clone().requires_grad_()
+    reference(x_ref).sum().backward()
+    torch.testing.assert_close(x.grad, x_ref.grad)
+    for p, q in zip(model.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad)
+    assert backend.results == [None]
+    with torch.no_grad():  # the same model for inference: ONNX Runtime
+        torch.compile(model, backend=backend)(x)
+    assert backend.results[-1] is not None
+
+
+@pytest.mark.parametrize(
+    ("device", "requested", "available", "expected"),
+    [
+        ("cpu", None, ["CPUExecutionProvider"], ["CPUExecutionProvider"]),
+        (
+            "cuda:1",
+            None,
+            ["CUDAExecutionProvider", "CPUExecutionProvider"],
+            [("CUDAExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"],
+        ),
+        ("cuda:0", None, ["CPUExecutionProvider"], "offers no provider for it .* install onnxruntime-gpu"),
+        ("cpu", ["OpenVINOExecutionProvider"], ["CPUExecutionProvider"], "offers no OpenVINOExecutionProvider"),
+        (
+            "cpu",
+            ["XnnpackExecutionProvider"],
+            ["XnnpackExecutionProvider", "CPUExecutionProvider"],
+            ["XnnpackExecutionProvider"],
+        ),
+    ],
+)
+def test_where_a_graph_runs(device, requested, available, expected):
+    """The placement logic on fake devices and provider lists (a CPU machine has neither GPU nor CUDA provider)."""
+    fake = torch._subclasses.FakeTensorMode(allow_non_fake_inputs=True)
+    with fake, torch.no_grad():
+        tensors = [torch.empty(2, 3, device=device), torch.empty(3, device=device)]
+    placement = where_to_run(tensors, requested, available)
+    if isinstance(expected, str):
+        assert isinstance(placement, str) and re.search(expected, placement)
+    else:
+        assert placement == (expected, torch.device(device))
+
+
+def test_tensors_on_several_devices_run_eagerly():
+    fake = torch._subclasses.FakeTensorMode(allow_non_fake_inputs=True)
+    with fake:
+        tensors = [torch.empty(2, device="cuda:0"), torch.empty(2, device="cpu")]
+    assert "several devices (cpu, cuda:0)" in where_to_run(tensors, None, ["CUDAExecutionProvider"])
