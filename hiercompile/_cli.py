@@ -288,7 +288,8 @@ def cmd_profile(ns: argparse.Namespace) -> None:
 
     source = model_file(Path(ns.model))
     out = Path(ns.json) if ns.json else source.parent / PROFILE_FILE
-    result = profile(source, runs=ns.runs, dims=dims, output=out)
+    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if ns.provider == "cuda" else None
+    result = profile(source, runs=ns.runs, dims=dims, output=out, providers=providers)
     table = Table(title=f"ONNX Runtime time per module, mean of the typical half of {result.runs} runs ({source})")
     for column in ("module", "own ms", "subtree ms", "share", "kernels"):
         table.add_column(column, justify="left" if column == "module" else "right", overflow="fold")
@@ -343,6 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=15, help="how many modules to list, by own time (default 15)")
     p.add_argument("--dims", metavar="NAME=N,...", default="", help="sizes of symbolic input dims (others: 2)")
     p.add_argument("--json", metavar="PATH", help="where to write the JSON (default: profile.json beside the model)")
+    p.add_argument(
+        "--provider", choices=("cpu", "cuda"), default="cpu", help="run on the CPU or on CUDA (onnxruntime-gpu)"
+    )
     p.set_defaults(func=cmd_profile)
     p = sub.add_parser("report", help="write report.html: module tree, DAGs, profile and verify results, offline")
     p.add_argument("directory", help="an export folder (its profile.json and verify.json are used when present)")

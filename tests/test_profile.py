@@ -137,3 +137,13 @@ def test_profile_needs_at_least_one_run(bert_export):
     *_, out = bert_export
     with pytest.raises(hiercompile.HiercompileError, match="runs must be >= 1"):
         hiercompile.profile(out / "model.onnx", runs=0)
+
+
+def test_a_provider_onnxruntime_lacks_is_one_line(bert_export):
+    import onnxruntime as ort
+
+    *_, out = bert_export
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA")
+    with pytest.raises(hiercompile.ProfileError, match=r"offers no CUDAExecutionProvider .* onnxruntime-gpu"):
+        hiercompile.profile(out, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])

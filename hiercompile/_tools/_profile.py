@@ -6,7 +6,7 @@ import dataclasses
 import json
 import math
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -159,6 +159,7 @@ def profile(
     dims: dict[str, int] | None = None,
     default_dim: int = 2,
     output: str | Path | None = None,
+    providers: Sequence[str] | None = None,
 ) -> ProfileReport:
     """Run ``model`` in ONNX Runtime with its profiler and attribute every kernel to a module.
 
@@ -169,13 +170,22 @@ def profile(
     Without ``feeds``, inputs are generated: symbolic dims from ``dims`` (by name,
     else ``default_dim``), integer inputs all ones, floats standard normal.
     ``output``: write ``profile.json`` there (a folder, or a ``.json`` path), stamped with
-    the model file's hash.
+    the model file's hash. ``providers``: ONNX Runtime's execution providers, in order
+    (default: the CPU's; ``["CUDAExecutionProvider", "CPUExecutionProvider"]`` times the
+    CUDA kernels, with the same accounting).
     """
     if runs < 1 or warmup < 0:
         raise InputError(f"runs must be >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}")
+    providers = list(providers or _ort.CPU)
+    missing = [p for p in providers if p not in ort.get_available_providers()]
+    if missing:
+        raise ProfileError(
+            f"onnxruntime offers no {', '.join(missing)} (it has {', '.join(ort.get_available_providers())}); "
+            "for CUDA install onnxruntime-gpu"
+        )
     path = model_file(Path(model)) if isinstance(model, str | Path) else None
     retriever = HierarchyRetriever(path if path is not None else model)
-    report = _profile(retriever, path, runs, warmup, feeds, dims or {}, default_dim)
+    report = _profile(retriever, path, runs, warmup, feeds, dims or {}, default_dim, providers)
     if output is not None:
         output = Path(output)
         write_result(output / PROFILE_FILE if output.suffix != ".json" else output, report.to_json(), path)
@@ -190,6 +200,7 @@ def _profile(
     feeds: dict[str, np.ndarray] | None,
     dims: dict[str, int],
     default_dim: int,
+    providers: list[str],
 ) -> ProfileReport:
     node_tags = {node.name: get_tags(node)[0] for node, _ in ops(retriever.model.graph)}
     with tempfile.TemporaryDirectory() as tmp:
@@ -207,7 +218,7 @@ def _profile(
             source = Path(tmp) / "model.onnx"
             onnx_writer(retriever.model)(source)
         try:
-            session = _ort.session(source, options)
+            session = _ort.session(source, options, providers)
             inputs = feeds if feeds is not None else _feeds(session, dims, default_dim)
             for _ in range(warmup + runs):
                 session.run(None, inputs)
