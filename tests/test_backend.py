@@ -264,10 +264,10 @@ def test_training_runs_eagerly_with_one_warning_and_eager_gradients():
     [
         ("cpu", None, ["CPUExecutionProvider"], ["CPUExecutionProvider"]),
         (
-            "cuda:1",
+            "cuda:0",
             None,
             ["CUDAExecutionProvider", "CPUExecutionProvider"],
-            [("CUDAExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"],
+            [("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"],
         ),
         ("cuda:0", None, ["CPUExecutionProvider"], "offers no provider for it .* install onnxruntime-gpu"),
         ("cpu", ["OpenVINOExecutionProvider"], ["CPUExecutionProvider"], "offers no OpenVINOExecutionProvider"),
