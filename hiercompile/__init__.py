@@ -42,6 +42,7 @@ _LAZY = types.MappingProxyType(
         "ProfileReport": "._tools._profile",
         "profile": "._tools._profile",
         "report": "._tools._report",
+        "retag": "._tools._retag",
         "VerifyReport": "._tools._verify",
         "verify": "._tools._verify",
         "backend": "._runtime._backend",
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
     from ._tools._functions import functionize
     from ._tools._profile import ProfileReport, profile
     from ._tools._report import report
+    from ._tools._retag import retag
     from ._tools._retrieve import HierarchyRetriever
     from ._tools._verify import VerifyReport, verify
     from .passes import ModuleHierarchy, is_kept
@@ -93,6 +95,7 @@ __all__ = [
     "is_kept",
     "profile",
     "report",
+    "retag",
     "verify",
 ]
 

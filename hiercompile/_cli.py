@@ -283,21 +283,39 @@ def cmd_profile(ns: argparse.Namespace) -> None:
     except ValueError as e:
         raise InputError(f"--dims {ns.dims!r} is not NAME=N,...; e.g. --dims batch=1,seq=128") from e
 
-    from ._tools._profile import OVERHEAD, profile
+    from ._tools._profile import OVERHEAD, UNATTRIBUTED, profile
     from ._tools._retrieve import model_file
 
     source = model_file(Path(ns.model))
     out = Path(ns.json) if ns.json else source.parent / PROFILE_FILE
     providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if ns.provider == "cuda" else None
-    result = profile(source, runs=ns.runs, dims=dims, output=out, providers=providers)
+    tagged = getattr(ns, "from")
+    result = profile(source, runs=ns.runs, dims=dims, output=out, providers=providers, source=tagged)
     table = Table(title=f"ONNX Runtime time per module, mean of the typical half of {result.runs} runs ({source})")
     for column in ("module", "own ms", "subtree ms", "share", "kernels"):
         table.add_column(column, justify="left" if column == "module" else "right", overflow="fold")
     for m in result.top(ns.top):
         table.add_row(m.tag, f"{m.self_ms:.3f}", f"{m.subtree_ms:.3f}", f"{m.share:.1%}", str(m.ops))
+    if result.unattributed:
+        share = f"{result.unattributed_ms / result.run_ms:.1%}"
+        table.add_row(UNATTRIBUTED, f"{result.unattributed_ms:.3f}", "", share, str(len(result.unattributed)))
     table.add_row(OVERHEAD, f"{result.overhead_ms:.3f}", "", f"{result.overhead_ms / result.run_ms:.1%}", "")
     _console(stderr=False).print(table)
     _console().print(f"run {result.run_ms:.3f} ms, of which op kernels {result.kernel_ms:.3f} ms; wrote {out}")
+
+
+def cmd_retag(ns: argparse.Namespace) -> None:
+    from ._tools._retag import retag
+
+    source = Path(ns.model)
+    out = Path(ns.output) if ns.output else source.with_name(f"{source.stem}.tagged.onnx")
+    result = retag(source, getattr(ns, "from"), out)
+    console = _console()
+    evidence = ", ".join(f"{rule} {n}" for rule, n in result.evidence.most_common())
+    done = result.total - len(result.unmapped)
+    console.print(f"wrote {out}: {done} of {result.total} nodes tagged ({result.coverage:.1%}); by {evidence}")
+    for name, (op, reason) in result.unmapped.items():
+        console.print(f"[yellow]not tagged:[/yellow] {escape(name)} ({op}): {escape(reason)}")
 
 
 def cmd_report(ns: argparse.Namespace) -> None:
@@ -347,7 +365,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--provider", choices=("cpu", "cuda"), default="cpu", help="run on the CPU or on CUDA (onnxruntime-gpu)"
     )
+    p.add_argument("--from", metavar="TAGGED", help="MODEL is another tool's output of this export: retag it first")
     p.set_defaults(func=cmd_profile)
+    p = sub.add_parser("retag", help="tag a model another tool made from a tagged one (optimized, quantized, …)")
+    p.add_argument("model", help="the transformed .onnx file")
+    p.add_argument("--from", metavar="TAGGED", required=True, help="the hiercompile export it was made from")
+    p.add_argument("-o", "--output", help="where to write the tagged model (default: <model>.tagged.onnx)")
+    p.set_defaults(func=cmd_retag)
     p = sub.add_parser("report", help="write report.html: module tree, DAGs, profile and verify results, offline")
     p.add_argument("directory", help="an export folder (its profile.json and verify.json are used when present)")
     p.set_defaults(func=cmd_report)

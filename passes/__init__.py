@@ -26,6 +26,7 @@ from .partition import (
     top_level,
     users,
 )
+from .retag import RetagPass, RetagResult
 from .scoped_names import ORIGINAL_NAME_KEY, ScopedNamesPass
 from .tag_attributes import AddTagAttributesPass, StripTagAttributesPass
 from .tag_initializers import TagInitializersPass
@@ -68,6 +69,8 @@ __all__ = [
     "NameInputsOutputsPass",
     "NamespacePass",
     "Partition",
+    "RetagPass",
+    "RetagResult",
     "ScopedNamesPass",
     "StripTagAttributesPass",
     "TagInitializersPass",

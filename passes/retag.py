@@ -38,6 +38,8 @@ HELPER_OPS = frozenset(
         "Identity",
         "Shape",
         "Mul",
+        "ReorderInput",  # ONNX Runtime's blocked (NCHWc) layout
+        "ReorderOutput",
     }
 )
 _MAX_REGION = 256  # more original nodes than this behind one node: not a fusion, no evidence
@@ -67,11 +69,12 @@ class _Source:
 
     def __init__(self, model: ir.Model) -> None:
         graph = model.graph
-        self.nodes = [n for n in graph if n.op_type != "Constant"]
+        every = list(ir.traversal.RecursiveGraphIterator(graph))  # control-flow branches too
+        self.nodes = [n for n in every if n.op_type != "Constant"]
         self.by_name = {n.name: n for n in self.nodes if n.name}
         self.values: dict[str, ir.Value] = {v.name: v for v in [*graph.inputs, *graph.initializers.values()] if v.name}
         self.consumers: dict[ir.Value, list[tuple[ir.Node, int]]] = collections.defaultdict(list)
-        for node in graph:
+        for node in every:
             for value in node.outputs:
                 if value.name:
                     self.values[value.name] = value
@@ -82,6 +85,16 @@ class _Source:
         self.by_last_segment: dict[str, list[ir.Value]] = collections.defaultdict(list)
         for name, value in self.values.items():
             self.by_last_segment[name.rsplit("/", 1)[-1]].append(value)
+
+    def value_named_in(self, name: str) -> ir.Value | None:
+        """The source value a tool named a node after (``relu_1`` for ``relu_1_nchwc``, or the
+        whole name, as onnxslim does): the longest source value name it equals or extends by ``_``."""
+        parts = name.split("_")
+        for k in range(len(parts), 0, -1):
+            value = self.values.get("_".join(parts[:k]))
+            if value is not None and value.producer() is not None:
+                return value
+        return None
 
     def weight_behind(self, name: str) -> ir.Value | None:
         """The source weight a tool derived a new weight from and named after it
@@ -104,7 +117,7 @@ class _Source:
     def region(self, ends: Iterable[ir.Value], starts: set[ir.Value]) -> list[ir.Node] | None:
         """The original nodes between ``starts`` and ``ends``: what a fused node stands for."""
         found: dict[ir.Node, None] = {}
-        stack = [v.producer() for v in ends if v.producer() is not None]
+        stack = [v.producer() for v in ends if v.producer() is not None and v not in starts]
         while stack:
             node = stack.pop()
             if node in found or node.op_type == "Constant":
@@ -180,12 +193,15 @@ class RetagPass(ir.passes.InPlacePass):
        source are the same values; a weight named after a source weight plus ``_…``
        (``val_63_quantized``) stands for it.
     2. **Name.** A node with a source node's name and op type has its tags.
-    3. **Output values.** A node that makes a source value (or is named after one, as
-       onnxslim names what it fuses) has the tags of the node that made it (same op), or
+    3. **Output values.** A node that makes a source value (or is named after one, alone
+       or plus ``_…``, as onnxslim and ONNX Runtime's layout optimizer name what they
+       fuse) has the tags of the node that made it (same op), or
        is a fusion of the source nodes between its inputs and that value (rule 6). An
        inlined function body's value is named as the source's from its first ``/`` on,
-       under another prefix: of the source values so named, the one whose producing
-       nodes read only data its traced inputs carry (and no other) is it.
+       under another prefix (the node's output, or the node itself plus ``_…``): of the
+       source values so named, the one its traced data inputs carry (a reshaped or
+       rescaled form of it), else the one whose producing nodes read only those inputs
+       and are fewest, is it.
     4. **Structure, forward.** A node whose data inputs (weights aside: tools merge equal
        ones) are all known values, looking back through helper nodes, and that with its
        op type and those values at the same positions matches exactly one source node,
@@ -210,7 +226,8 @@ class RetagPass(ir.passes.InPlacePass):
        around an op takes the innermost module of the ops it feeds once all are tagged,
        or, feeding none (a graph output), of the ops that feed it.
     9. Nothing else is guessed: a node no rule reaches stays untagged and is listed in
-       the result with its op and why.
+       the result with its op and why. Nodes inside control-flow branches are matched
+       like the others.
     10. An initializer keeps the tags of the source initializer of its name; else it gets
         the sorted tags of its consumers; else the root's. The hierarchy and version
         metadata are copied.
@@ -222,7 +239,7 @@ class RetagPass(ir.passes.InPlacePass):
 
     def call(self, model: ir.Model) -> RetagResult:
         graph = model.graph
-        nodes = [n for n in graph if n.op_type != "Constant"]
+        nodes = [n for n in ir.traversal.RecursiveGraphIterator(graph) if n.op_type != "Constant"]
         matcher = _Matcher(_Source(self.source), graph)
         matcher.run(nodes)
         result = RetagResult(model, modified=True, total=len(nodes))
@@ -255,7 +272,8 @@ class _Matcher:
         self.values: dict[ir.Value, ir.Value] = {}  # transformed value -> source value
         self.matched: dict[ir.Node, ir.Node] = {}  # one-to-one matches
         self.tags: dict[ir.Node, tuple[list[str], str]] = {}  # node -> (tags, rule)
-        for value in [*graph.inputs, *graph.initializers.values(), *(v for n in graph for v in n.outputs)]:
+        outputs = (v for n in ir.traversal.RecursiveGraphIterator(graph) for v in n.outputs)
+        for value in [*graph.inputs, *graph.initializers.values(), *outputs]:
             if value.name in source.values:  # rule 1
                 self.values[value] = source.values[value.name]
         for name, value in graph.initializers.items():
@@ -317,14 +335,23 @@ class _Matcher:
 
     def by_output_value(self, node: ir.Node) -> bool:  # rule 3
         known = [self.values[v] for v in node.outputs if v in self.values]
-        if not known and node.name in self.source.values:
-            known = [self.source.values[node.name]]
+        named = (
+            not known
+            and node.op_type not in HELPER_OPS  # a reshape named after the value it prepares is no fusion
+            and (value := self.source.value_named_in(node.name)) is not None
+        )
+        if named:
+            known = [value]
         if not known:
             return False
         producer = known[0].producer()
         if producer is not None and producer.op_type == node.op_type and len(known) == len(node.outputs):
             return self.match(node, producer, "output value")
-        return self.fuse_up_to(node, known)
+        if not self.fuse_up_to(node, known):
+            return False
+        if named and len(node.outputs) == 1 and value not in self.values.values():
+            self.values[node.outputs[0]] = value  # it makes that value (in a layout of its own, perhaps)
+        return True
 
     def forward(self, node: ir.Node) -> bool:  # rule 4
         data = {
@@ -350,7 +377,9 @@ class _Matcher:
         starts = self.starts(node)
         if starts is None:
             return False
-        candidates = self.source.by_suffix(node.outputs[0].name or "")
+        names = [node.outputs[0].name or "", node.name or ""]  # a tool may name the node after the value
+        names += ["_".join(node.name.split("_")[:k]) for k in range(node.name.count("_"), 0, -1)] if node.name else []
+        candidates = list(dict.fromkeys(c for name in names for c in self.source.by_suffix(name)))
         passed = [c for c in candidates if c in starts]
         if len(passed) == 1:  # the value it reads, reshaped or rescaled: a helper, or a tool's own form of it
             self.values.setdefault(node.outputs[0], passed[0])
@@ -359,14 +388,18 @@ class _Matcher:
                 return True
             self.tags[node] = (get_tags(producer), "output value")
             return True
-        fitting = []
+        if node.op_type in HELPER_OPS:
+            return False
+        fitting = []  # regions that read only what it reads (it may read more: a residual it fused in)
         for candidate in candidates:
             region = self.source.region([candidate], starts)
-            if region and _reads(region) == starts:
+            reads = _reads(region or [])
+            if region and reads and reads <= starts:
                 fitting.append((region, candidate))
-        if len(fitting) != 1:
+        smallest = [f for f in fitting if len(f[0]) == min((len(r) for r, _ in fitting), default=0)]
+        if len(smallest) != 1:  # the one it stands for is the smallest; a tie says nothing
             return False
-        region, value = fitting[0]
+        region, value = smallest[0]
         if len(region) == 1 and region[0].op_type == node.op_type:
             return self.match(node, region[0], "output value")
         self.values.setdefault(node.outputs[0], value)

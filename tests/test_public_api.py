@@ -8,7 +8,7 @@ import torch
 
 import hiercompile
 
-FUNCTIONS = ["backend", "export", "extract", "functionize", "is_kept", "profile", "report", "verify"]
+FUNCTIONS = ["backend", "export", "extract", "functionize", "is_kept", "profile", "report", "retag", "verify"]
 CLASSES = ["ExportResult", "HierarchyRetriever", "ModuleHierarchy", "ProfileReport", "VerifyReport"]
 ERRORS = [
     "CaptureError",

@@ -6,23 +6,24 @@ import dataclasses
 import json
 import math
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import onnx
+import onnx_ir as ir
 import onnxruntime as ort
 
 from .. import _ort
 from .._artifacts import PROFILE_FILE, write_result
 from .._errors import InputError, ProfileError, first_line
-from .._exporter._derive import ops
 from .._io import onnx_writer
-from ..passes import get_tags
+from ..passes import RetagPass, get_tags
 from ._retrieve import HierarchyRetriever, ModelSource, model_file
 
 OVERHEAD = "(runtime, outside any op)"
 """The row for the part of a run ONNX Runtime spends outside op kernels (scheduling, copies)."""
+UNATTRIBUTED = "(kernels of no known module)"
+"""The row for kernels whose nodes no evidence ties to a module (retag left them untagged)."""
 
 _KERNEL = "_kernel_time"
 
@@ -43,8 +44,9 @@ class ProfileReport:
     """Where a model's ONNX Runtime run time goes, module by module (hierarchy order).
 
     Every figure is a mean over the same typical runs (the middle half by duration):
-    ``run_ms`` the ``model_run`` time, ``kernel_ms`` the time in op kernels,
-    ``overhead_ms`` the rest. The modules' ``self_ms`` and ``overhead_ms`` add up to
+    ``run_ms`` the ``model_run`` time, ``kernel_ms`` the time in kernels tied to a
+    module, ``unattributed_ms`` in kernels no evidence ties to one, ``overhead_ms`` the
+    rest. The modules' ``self_ms``, ``unattributed_ms`` and ``overhead_ms`` add up to
     ``run_ms``, and the root's ``subtree_ms`` is ``kernel_ms``.
     """
 
@@ -53,7 +55,9 @@ class ProfileReport:
     kernel_ms: float
     overhead_ms: float
     runs: int
-    kernels: int  # distinct kernels ORT ran per run, each attributed to one module
+    kernels: int  # distinct kernels ORT ran per run
+    unattributed_ms: float = 0.0  # kernels no evidence ties to a module
+    unattributed: list[str] = dataclasses.field(default_factory=list)  # their names
 
     def top(self, n: int = 10) -> list[ModuleTime]:
         """The ``n`` modules with the most time of their own."""
@@ -66,6 +70,8 @@ class ProfileReport:
             "overhead_ms": self.overhead_ms,
             "runs": self.runs,
             "kernels": self.kernels,
+            "unattributed_ms": self.unattributed_ms,
+            "unattributed": self.unattributed,
             "modules": {m.tag: dataclasses.asdict(m) for m in self.modules},
         }
 
@@ -86,70 +92,6 @@ def _feeds(session: ort.InferenceSession, dims: dict[str, int], default_dim: int
     return feeds
 
 
-def _all_nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
-    for node in graph.node:
-        yield node
-        for attr in node.attribute:
-            for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else attr.graphs:
-                yield from _all_nodes(sub)
-
-
-def _kernel_nodes(optimized: onnx.ModelProto, node_tags: dict[str, str], producers: dict[str, str]) -> dict[str, str]:
-    """For each node of ORT's optimized graph, the node of ours it stands for.
-
-    Rules, first that applies:
-
-    1. The same name.
-    2. The longest of our node names it extends by ``/…`` or ``_…`` (ORT names many
-       fused nodes so: ``…/MatMul_0/MatMulAddFusion``).
-    3. The producer of an output value of ours (a fusion keeps the fused chain's output).
-    4. For a node ORT inserted whose outputs are all new (a reshape before a Gemm):
-       the node of the first consumer, following ORT's new values forward.
-    5. Else the nearest node upstream: the producer of an input value of ours,
-       following ORT's new values backward.
-    """
-    names = set(node_tags)
-    nodes = list(_all_nodes(optimized.graph))  # control-flow subgraphs run kernels of their own
-    mapping: dict[str, str] = {}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in nodes:
-        for value in node.input:
-            consumers.setdefault(value, []).append(node)
-        if node.name in names:
-            mapping[node.name] = node.name
-        elif prefixes := [n for n in names if node.name.startswith(n) and node.name[len(n) : len(n) + 1] in "/_"]:
-            mapping[node.name] = max(prefixes, key=len)
-        elif known := [producers[v] for v in node.output if v in producers]:
-            mapping[node.name] = known[0]
-
-    def forward(node: onnx.NodeProto, seen: set[str]) -> str | None:
-        for value in node.output:
-            for user in consumers.get(value, []):
-                if user.name in mapping:
-                    return mapping[user.name]
-                if user.name not in seen and (found := forward(user, seen | {user.name})):
-                    return found
-        return None
-
-    made_by = {value: node for node in nodes for value in node.output}
-
-    def backward(node: onnx.NodeProto, seen: set[str]) -> str | None:
-        for value in node.input:
-            if value in producers:
-                return producers[value]
-            source = made_by.get(value)
-            if source is not None and source.name in mapping:
-                return mapping[source.name]
-            if source is not None and source.name not in seen and (found := backward(source, seen | {source.name})):
-                return found
-        return None
-
-    for node in nodes:
-        if node.name not in mapping and (found := forward(node, {node.name}) or backward(node, {node.name})):
-            mapping[node.name] = found
-    return mapping
-
-
 def profile(
     model: ModelSource,
     *,
@@ -160,19 +102,24 @@ def profile(
     default_dim: int = 2,
     output: str | Path | None = None,
     providers: Sequence[str] | None = None,
+    source: ModelSource | None = None,
 ) -> ProfileReport:
     """Run ``model`` in ONNX Runtime with its profiler and attribute every kernel to a module.
 
     Works on the flat and the functions form (the latter is inlined first, which is
     what ONNX Runtime runs anyway). ORT's graph optimizations stay on, so times are
-    those of a real deployment; a fused kernel counts for the node it stands for
-    (:func:`_kernel_nodes`).
+    those of a real deployment; ORT's optimized graph is tagged with
+    :class:`~hiercompile.passes.RetagPass` (what ``hiercompile retag`` does), so a fused
+    kernel counts for the innermost module holding what it fused. A kernel no evidence
+    ties to a module is counted as unattributed, its own row.
     Without ``feeds``, inputs are generated: symbolic dims from ``dims`` (by name,
     else ``default_dim``), integer inputs all ones, floats standard normal.
     ``output``: write ``profile.json`` there (a folder, or a ``.json`` path), stamped with
     the model file's hash. ``providers``: ONNX Runtime's execution providers, in order
     (default: the CPU's; ``["CUDAExecutionProvider", "CPUExecutionProvider"]`` times the
-    CUDA kernels, with the same accounting).
+    CUDA kernels, with the same accounting). ``source``: the hiercompile export that
+    ``model`` was made from by another tool (optimized, quantized): ``model`` is retagged
+    from it first (:func:`hiercompile.retag`, in memory) and profiled as it is.
     """
     if runs < 1 or warmup < 0:
         raise InputError(f"runs must be >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}")
@@ -184,7 +131,12 @@ def profile(
             "for CUDA install onnxruntime-gpu"
         )
     path = model_file(Path(model)) if isinstance(model, str | Path) else None
-    retriever = HierarchyRetriever(path if path is not None else model)
+    if source is not None:
+        from ._retag import retag
+
+        retriever = HierarchyRetriever(retag(path if path is not None else model, source).model)
+    else:
+        retriever = HierarchyRetriever(path if path is not None else model)
     report = _profile(retriever, path, runs, warmup, feeds, dims or {}, default_dim, providers)
     if output is not None:
         output = Path(output)
@@ -202,7 +154,6 @@ def _profile(
     default_dim: int,
     providers: list[str],
 ) -> ProfileReport:
-    node_tags = {node.name: get_tags(node)[0] for node, _ in ops(retriever.model.graph)}
     with tempfile.TemporaryDirectory() as tmp:
         options = ort.SessionOptions()
         options.enable_profiling = True
@@ -227,14 +178,14 @@ def _profile(
                 f"profile step (ONNX Runtime run) failed: {first_line(e)}; check the inputs fit the model"
             ) from e
         events = json.loads(Path(session.end_profiling()).read_text())
-        optimized = onnx.load(options.optimized_model_filepath, load_external_data=False)
-    producers = {v.name: node.name for node, _ in ops(retriever.model.graph) for v in node.outputs}
-    kernel_nodes = _kernel_nodes(optimized, node_tags, producers)
+        optimized = ir.load(options.optimized_model_filepath)  # weights stay in their file
+        RetagPass(retriever.model)(optimized)
+    kernel_tags = {n.name: get_tags(n)[0] for n in ir.traversal.RecursiveGraphIterator(optimized.graph) if get_tags(n)}
     run_events = [e for e in events if e.get("name") == "model_run"]
     kernels = [e for e in events if e.get("cat") == "Node" and e["name"].endswith(_KERNEL)]
     if len(run_events) != warmup + runs:
         raise ProfileError(f"ONNX Runtime's profile has {len(run_events)} runs, expected {warmup + runs}")
-    return _attribute(retriever, node_tags, kernel_nodes, run_events[warmup:], kernels, runs)
+    return _attribute(retriever, kernel_tags, run_events[warmup:], kernels, runs)
 
 
 def _typical_runs(run_events: list[dict]) -> list[int]:
@@ -247,8 +198,7 @@ def _typical_runs(run_events: list[dict]) -> list[int]:
 
 def _attribute(
     retriever: HierarchyRetriever,
-    node_tags: dict[str, str],
-    kernel_nodes: dict[str, str],
+    kernel_tags: dict[str, str],
     run_events: list[dict],
     kernels: list[dict],
     runs: int,
@@ -258,30 +208,25 @@ def _attribute(
     Rules:
 
     1. A kernel belongs to the run whose ``model_run`` span holds its start, and its
-       time to the module of the node it stands for.
+       time to the module its node is tagged with (``kernel_tags``); a kernel whose
+       node has no tag is unattributed.
     2. A run's overhead is its duration minus its kernels' time.
     3. Every figure is the mean over the same runs, the middle half by duration
        (:func:`_typical_runs`). Means over one set of runs add up: the modules' own
-       times plus the overhead give the run time, and the root's subtree time the
-       kernel time, however loaded the machine was.
+       times, the unattributed time and the overhead give the run time, and the root's
+       subtree time the attributed kernel time, however loaded the machine was.
     """
-    per_run: list[dict[str, float]] = []
-    seen: set[str] = set()
+    per_run: list[dict[str | None, float]] = []
+    seen: dict[str, str | None] = {}
     for run in run_events:
         start, end = run["ts"], run["ts"] + run["dur"]
-        own: dict[str, float] = {}
+        own: dict[str | None, float] = {}
         for event in kernels:
             if not start <= event["ts"] <= end:
                 continue
             kernel = event["name"][: -len(_KERNEL)]
-            node = kernel_nodes.get(kernel)
-            if node is None:
-                raise ProfileError(
-                    f"ONNX Runtime ran a kernel {kernel!r} that matches no node of the model; "
-                    "profile the model file hiercompile wrote, unmodified"
-                )
-            seen.add(kernel)
-            own[node_tags[node]] = own.get(node_tags[node], 0.0) + event["dur"] / 1000
+            tag = seen[kernel] = kernel_tags.get(kernel)
+            own[tag] = own.get(tag, 0.0) + event["dur"] / 1000
         per_run.append(own)
     typical = _typical_runs(run_events)
 
@@ -290,10 +235,14 @@ def _attribute(
 
     run_ms = mean([run_events[i]["dur"] / 1000 for i in typical])
     self_ms = {tag: mean([per_run[i].get(tag, 0.0) for i in typical]) for tag in retriever.modules()}
+    unattributed_ms = mean([per_run[i].get(None, 0.0) for i in typical])
     kernel_ms = math.fsum(self_ms.values())
     modules = []
     for tag in retriever.modules():
         subtree_ms = math.fsum(self_ms[t] for t in retriever.get_module_subtree(tag))
-        ops = sum(1 for k in seen if node_tags[kernel_nodes[k]] == tag)
-        modules.append(ModuleTime(tag, self_ms[tag], subtree_ms, subtree_ms / run_ms if run_ms else 0.0, ops))
-    return ProfileReport(modules, run_ms, kernel_ms, run_ms - kernel_ms, runs, len(seen))
+        count = sum(1 for owner in seen.values() if owner == tag)
+        modules.append(ModuleTime(tag, self_ms[tag], subtree_ms, subtree_ms / run_ms if run_ms else 0.0, count))
+    unattributed = sorted(k for k, owner in seen.items() if owner is None)
+    return ProfileReport(
+        modules, run_ms, kernel_ms, run_ms - kernel_ms - unattributed_ms, runs, len(seen), unattributed_ms, unattributed
+    )

@@ -28,7 +28,7 @@ def load_tagged(source: ModelSource) -> ir.Model:
     elif isinstance(source, onnx.ModelProto):
         model = ir.from_proto(source)
     else:
-        model = _load_file(Path(source))
+        model = load_file(Path(source))
     if HIERARCHY_KEY not in model.metadata_props:
         raise NotTaggedError(
             "the model has no hiercompile metadata: it was not exported by hiercompile; "
@@ -48,7 +48,8 @@ def model_file(path: Path) -> Path:
     return path
 
 
-def _load_file(path: Path) -> ir.Model:
+def load_file(path: Path) -> ir.Model:
+    """An ONNX file (or an export folder's ``model.onnx``), any model: with one line when it is not one."""
     path = model_file(path)
     if path.stat().st_size == 0:
         raise InputError(f"{path} is empty (0 bytes), not an ONNX model; export it again")
