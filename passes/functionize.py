@@ -97,7 +97,8 @@ class FunctionizePass(ir.passes.InPlacePass):
        values ``<node name>:<k>``, a formal parameter after the weight it takes,
        relative to the module (``dense.weight``), after the model input it takes, or
        ``input_<k>``; exporter metadata that names instances is dropped and
-       ``namespace`` is the relative tag.
+       ``namespace`` is the relative tag. Body values carry no shapes (instances of
+       different sizes share a body); their types stay.
     7. Call nodes in the main graph carry the instance's full tag; initializer tags
        do not change.
     8. An instance that runs several times gives one call per run: members are
@@ -187,8 +188,8 @@ class FunctionizePass(ir.passes.InPlacePass):
                 for position in range(len(node.inputs)):
                     node.replace_input_with(position, None)
             return bodies[key]
-        formals = {
-            v: ir.Value(name=_formal_name(v, k, hierarchy[tag]["module"]), type=v.type, shape=v.shape)
+        formals = {  # no shapes: instances of different sizes share the body (rule 6)
+            v: ir.Value(name=_formal_name(v, k, hierarchy[tag]["module"]), type=v.type)
             for k, v in enumerate(cut.inputs)
         }
         for node in body_nodes:
@@ -267,6 +268,7 @@ def _relativize(nodes: list[ir.Node], tag: str, hierarchy: dict[str, dict]) -> N
         counts[(scope, kind)] += 1
         for k, value in enumerate(node.outputs):
             value.name = f"{node.name}:{k}"
+            value.shape = None  # the first instance's sizes: another one may have others
 
 
 def _full(tag: str, caller: str) -> str:

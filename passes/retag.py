@@ -18,7 +18,18 @@ from collections.abc import Iterable
 
 import onnx_ir as ir
 
-from .tags import HIERARCHY_KEY, TAGS_KEY, VERSION_KEY, common_ancestor, get_tags, metadata_of, set_node_tags
+from .functionize import FUNCTION_DOMAIN, InlineFunctionsPass
+from .tags import (
+    CLASS_KEY,
+    HIERARCHY_KEY,
+    TAG_KEY,
+    TAGS_KEY,
+    VERSION_KEY,
+    common_ancestor,
+    get_tags,
+    metadata_of,
+    set_node_tags,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +83,7 @@ class _Source:
         every = list(ir.traversal.RecursiveGraphIterator(graph))  # control-flow branches too
         self.nodes = [n for n in every if n.op_type != "Constant"]
         self.by_name = {n.name: n for n in self.nodes if n.name}
+        self.position = {n: k for k, n in enumerate(every)}
         self.values: dict[str, ir.Value] = {v.name: v for v in [*graph.inputs, *graph.initializers.values()] if v.name}
         self.consumers: dict[ir.Value, list[tuple[ir.Node, int]]] = collections.defaultdict(list)
         for node in every:
@@ -231,6 +243,9 @@ class RetagPass(ir.passes.InPlacePass):
     10. An initializer keeps the tags of the source initializer of its name; else it gets
         the sorted tags of its consumers; else the root's. The hierarchy and version
         metadata are copied.
+    11. ``source`` may be the functions form: the main graph is matched against it inlined,
+        and the bodies of the functions a tool kept as functions keep their relative tags,
+        or get those of the source body's node of the same name and op.
     """
 
     def __init__(self, source: ir.Model) -> None:
@@ -240,8 +255,13 @@ class RetagPass(ir.passes.InPlacePass):
     def call(self, model: ir.Model) -> RetagResult:
         graph = model.graph
         nodes = [n for n in ir.traversal.RecursiveGraphIterator(graph) if n.op_type != "Constant"]
-        matcher = _Matcher(_Source(self.source), graph)
+        flat = self.source
+        if any(f.domain == FUNCTION_DOMAIN for f in flat.functions.values()):
+            flat = flat.clone()
+            InlineFunctionsPass()(flat)
+        matcher = _Matcher(_Source(flat), graph)
         matcher.run(nodes)
+        nodes += self._function_bodies(model, matcher)
         result = RetagResult(model, modified=True, total=len(nodes))
         result.matches = {node.name: original.name for node, original in matcher.matched.items()}
         for node in nodes:
@@ -261,6 +281,26 @@ class RetagPass(ir.passes.InPlacePass):
             "retagged %d of %d nodes: %s", result.total - len(result.unmapped), result.total, dict(result.evidence)
         )
         return result
+
+    def _function_bodies(self, model: ir.Model, matcher: _Matcher) -> list[ir.Node]:
+        """Rule 11: the nodes of the functions form's bodies a tool kept as functions."""
+        found = []
+        for identifier, function in model.functions.items():
+            original = self.source.functions.get(identifier)
+            if function.domain != FUNCTION_DOMAIN:
+                continue
+            by_name = {n.name: n for n in original} if original is not None else {}
+            for node in function:
+                if node.op_type == "Constant":
+                    continue
+                found.append(node)
+                if TAG_KEY in node.metadata_props:
+                    matcher.tags[node] = (get_tags(node), "kept")
+                elif (same := by_name.get(node.name)) is not None and same.op_type == node.op_type:
+                    matcher.tags[node] = (get_tags(same), "name")
+                    if CLASS_KEY in same.metadata_props:
+                        node.metadata_props[CLASS_KEY] = same.metadata_props[CLASS_KEY]
+        return found
 
 
 class _Matcher:
@@ -303,7 +343,8 @@ class _Matcher:
         return True
 
     def fuse(self, node: ir.Node, region: Iterable[ir.Node]) -> bool:
-        every = list(dict.fromkeys(t for n in region for t in get_tags(n)))
+        ordered = sorted(region, key=self.source.position.__getitem__)
+        every = list(dict.fromkeys(t for n in ordered for t in get_tags(n)))
         if not every:
             return False
         self.tags[node] = ([common_ancestor(every), *every], "fusion")  # rule 6

@@ -19,7 +19,7 @@ def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     assert test_command in ci.splitlines()
     assert "pip install -q torch==2.13.0" in ci
-    assert ci.index("torch==2.13.0") < ci.index('-e ".[test]"')
+    assert ci.index("torch==2.13.0") < ci.index('-e ".[test,tools]"')
 
 
 def test_main_job_uses_a_shipped_preset():

@@ -11,7 +11,7 @@ import onnx_ir as ir
 
 from .._io import onnx_writer, write_files
 from ..passes import RetagPass, RetagResult
-from ._retrieve import ModelSource, flat_view, load_file, load_tagged
+from ._retrieve import ModelSource, load_file, load_tagged
 
 
 def load_transformed(source: ModelSource) -> ir.Model:
@@ -31,7 +31,7 @@ def retag(model: ModelSource, tagged: ModelSource, output: str | Path | None = N
     Nothing is guessed: ``result.unmapped`` lists every node left untagged with its op and
     why, and ``result.coverage`` is the share tagged. ``output``: write the tagged model there.
     """
-    source = flat_view(load_tagged(tagged))
+    source = load_tagged(tagged)
     target = load_transformed(model)
     result = RetagPass(source)(target)
     if output is not None:
