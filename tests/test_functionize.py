@@ -208,3 +208,49 @@ def test_twelve_layers_share_one_body():
     assert names.count("BertLayer") == 1 and not any(n.startswith("BertLayer_") for n in names)
     total = len(functions.graph) + sum(len(f) for f in functions.functions.values())
     assert total * 5 <= len(flat.graph)
+
+
+class Widen(nn.Module):
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(width, 2 * width, 1)
+
+    def forward(self, x):
+        return torch.relu(self.proj(x))
+
+
+class Residual(nn.Module):
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.main, self.skip = Widen(width), nn.Conv2d(width, 2 * width, 1)
+
+    def forward(self, x):
+        return self.main(x) + self.skip(x)  # one operand from a call, one from this body
+
+
+class TwoWidths(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.narrow, self.wide = Residual(4), Residual(8)
+
+    def forward(self, x):
+        return self.wide(self.narrow(x))
+
+
+@pytest.mark.parametrize("optimize", [False, True], ids=["as exported", "onnxscript optimized"])
+def test_instances_of_different_sizes_share_a_body_that_serves_both(optimize):
+    torch.manual_seed(0)
+    model = TwoWidths().eval()
+    x = torch.randn(1, 4, 3, 3)
+    flat = hiercompile.export(model, (x,)).model
+    functions, result = check_functions_form(flat, {"x": x.numpy()})
+    assert result.functions["/TwoWidths/Residual.narrow"] == result.functions["/TwoWidths/Residual.wide"] == "Residual"
+    if optimize:  # it inlines both calls: sizes kept from the first instance would clash in the second
+        import onnxscript
+
+        onnxscript.optimizer.optimize(functions)
+        assert not functions.functions
+        # every size it kept agrees with the sizes inference finds (strict: a clash is an error)
+        onnx.shape_inference.infer_shapes(ir.to_proto(functions), check_type=True, strict_mode=True)
+    (got,) = run_ir(functions, {"x": x.numpy()})
+    np.testing.assert_allclose(got, model(x).detach().numpy(), rtol=1e-5, atol=1e-6)
