@@ -66,7 +66,8 @@ def _quantize_static(src: Path, dst: Path) -> None:
     def sample(arg) -> np.ndarray:
         shape = [d if isinstance(d, int) else 2 for d in arg.shape]
         if "int" in arg.type:
-            return rng.integers(0, 100, shape).astype(np.int64 if "64" in arg.type else np.int32)
+            dtype = np.int64 if "64" in arg.type else np.int32
+            return rng.integers(0, 2, shape).astype(dtype)  # valid ids, mask values and token types alike
         return rng.standard_normal(shape).astype(np.float32)
 
     class Reader(CalibrationDataReader):

@@ -287,6 +287,9 @@ class InlineFunctionsPass(ir.passes.InPlacePass):
        ``hiercompile.class`` is dropped (the full tag names the module).
     2. Inlined nodes and values are named ``<call name>/<name>``, unique per call.
     3. The functions are removed when no call is left; the result is the flat model.
+    4. A call that lost its tag (a tool dropped its metadata) cannot resolve its body's
+       relative tags: those nodes are left untagged (``hiercompile retag`` can tag
+       them), absolute tags stay.
     """
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
@@ -304,8 +307,8 @@ class InlineFunctionsPass(ir.passes.InPlacePass):
 
     @staticmethod
     def _inline(graph: ir.Graph, call: ir.Node, function: ir.Function) -> None:
-        caller = call.metadata_props[TAG_KEY]
-        prefix = call.name or caller
+        caller = call.metadata_props.get(TAG_KEY)
+        prefix = call.name or caller or call.op_type
 
         def joined(name: str) -> str:
             return f"{prefix}{name}" if name.startswith("/") else f"{prefix}/{name}"
@@ -316,8 +319,14 @@ class InlineFunctionsPass(ir.passes.InPlacePass):
                 value.name = joined(value.name or "")
             tags = get_tags(node)
             node.metadata_props.pop(CLASS_KEY, None)
-            if TAG_KEY in node.metadata_props:
-                set_node_tags(node, [_full(t, caller) for t in tags])
+            if caller is None:  # rule 4
+                tags = [t for t in tags if t.startswith("/")]
+                for key in (TAG_KEY, TAGS_KEY, NAMESPACE_KEY):
+                    node.metadata_props.pop(key, None)
+            else:
+                tags = [_full(t, caller) for t in tags]
+            if tags:
+                set_node_tags(node, tags)
                 if NAMESPACE_KEY in node.metadata_props:
                     node.metadata_props[NAMESPACE_KEY] = get_tags(node)[0].lstrip("/")
 

@@ -254,3 +254,16 @@ def test_instances_of_different_sizes_share_a_body_that_serves_both(optimize):
         onnx.shape_inference.infer_shapes(ir.to_proto(functions), check_type=True, strict_mode=True)
     (got,) = run_ir(functions, {"x": x.numpy()})
     np.testing.assert_allclose(got, model(x).detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_a_call_that_lost_its_tag_leaves_its_body_untagged_when_inlined():
+    torch.manual_seed(0)
+    x = torch.randn(1, 4, 3, 3)
+    functions = hiercompile.export(TwoWidths().eval(), (x,)).model
+    functionize(functions)
+    calls = [n for n in functions.graph if n.domain == FUNCTION_DOMAIN]
+    del calls[0].metadata_props["hiercompile.tag"]  # what a tool that drops node metadata leaves
+    InlineFunctionsPass()(functions)
+    untagged = [n.name for n in functions.graph if not get_tags(n)]
+    assert untagged and all(name.startswith(calls[0].name + "/") for name in untagged)
+    assert all(t.startswith("/TwoWidths/") for n in functions.graph for t in get_tags(n))

@@ -32,7 +32,7 @@ def test_main_job_uses_a_shipped_preset():
 def test_readme_shows_the_benchmark_results_as_written():
     readme = (ROOT / "README.md").read_text()
     results = sorted((ROOT / "benchmarks" / "results").glob("*.md"))
-    assert {p.stem for p in results} >= {"export_overhead", "functions", "compare", "backend", "large"}
+    assert {p.stem for p in results} >= {"export_overhead", "functions", "compare", "backend", "large", "retag"}
     for path in results:
         rows = [line for line in path.read_text().splitlines() if line.startswith("| ")]
         assert rows, path
