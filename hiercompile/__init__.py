@@ -28,6 +28,7 @@ from ._errors import (
     StaleResultWarning,
     TagError,
     UnusedInputWarning,
+    ValidationError,
     VerifyError,
 )
 from ._version import __version__
@@ -36,6 +37,8 @@ _LAZY = types.MappingProxyType(
     {
         "ExportResult": "._exporter",
         "export": "._exporter",
+        "PretrainedExport": "._exporter._pretrained",
+        "export_pretrained": "._exporter._pretrained",
         "HierarchyRetriever": "._tools._retrieve",
         "extract": "._tools._extract",
         "functionize": "._tools._functions",
@@ -53,6 +56,7 @@ _LAZY = types.MappingProxyType(
 
 if TYPE_CHECKING:
     from ._exporter import ExportResult, export
+    from ._exporter._pretrained import PretrainedExport, export_pretrained
     from ._runtime._backend import backend
     from ._tools._extract import extract
     from ._tools._functions import functionize
@@ -78,6 +82,7 @@ __all__ = [
     "ModelLoadError",
     "ModuleHierarchy",
     "NotTaggedError",
+    "PretrainedExport",
     "ProfileError",
     "ProfileReport",
     "QueryError",
@@ -85,11 +90,13 @@ __all__ = [
     "StaleResultWarning",
     "TagError",
     "UnusedInputWarning",
+    "ValidationError",
     "VerifyError",
     "VerifyReport",
     "__version__",
     "backend",
     "export",
+    "export_pretrained",
     "extract",
     "functionize",
     "is_kept",

@@ -32,6 +32,7 @@ __all__ = [
 import hashlib
 import json
 import os
+import shutil
 import warnings
 from pathlib import Path
 
@@ -92,6 +93,10 @@ class Output:
     3. After a run, every file an earlier run owned that this run did not write is
        removed: the artifact names below, their ``.data`` files and whatever the earlier
        manifest lists. Other files in the folder are left alone.
+    4. A task that makes several models (an encoder and decoders) writes each into a
+       folder of its own (``encoder_model/``, each an export folder of rule 2) and the
+       files they share (``config.json``, the tokenizer's) at the top, whose manifest
+       lists the folders as ``components``; a later run removes those it does not write.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -117,31 +122,36 @@ class Output:
         models = {self.model_name, self.functions_name, self.attributes_name}
         names = models | {f"{m}.data" for m in models}
         if not self.single:
+            manifest = read_manifest(self.directory)
             names |= {*SIDE_FILES, *RESULT_FILES, MANIFEST_FILE}
-            names |= set(read_manifest(self.directory).get("files", []))
+            names |= set(manifest.get("files", [])) | set(manifest.get("components", []))
         return names
 
-    def write_run(self, files: dict[str, Writer]) -> list[Path]:
-        """Write one run's files (``{name: writer}``) and remove what earlier runs left (rules 2-3)."""
+    def write_run(self, files: dict[str, Writer], components: list[str] | None = None) -> list[Path]:
+        """Write one run's files (``{name: writer}``) and remove what earlier runs left (rules
+        2-4); ``components``: the folders this run wrote its models into (rule 4)."""
         self.check()
         owned = self._owned()
         if not self.single:
-            files = {**files, MANIFEST_FILE: self._manifest_writer()}
+            files = {**files, MANIFEST_FILE: self._manifest_writer(components or [])}
         written = write_files(self.directory, files)
-        for name in owned - {p.name for p in written}:
-            (self.directory / name).unlink(missing_ok=True)
+        for name in owned - {p.name for p in written} - set(components or []):
+            path = self.directory / name
+            if path.is_dir() and (path / MANIFEST_FILE).is_file():  # a component an earlier run wrote
+                shutil.rmtree(path)
+            elif not path.is_dir():
+                path.unlink(missing_ok=True)
         return written
 
-    def _manifest_writer(self) -> Writer:
+    def _manifest_writer(self, components: list[str]) -> Writer:
         def write(path: Path) -> None:
             stage = path.parent  # the staged files of this run, all written before the manifest
             files = sorted(p.name for p in stage.iterdir() if p.name != MANIFEST_FILE)
-            manifest = {
-                "hiercompile": __version__,
-                "model": self.model_name,
-                HASH_KEY: file_sha256(stage / self.model_name),
-                "files": files,
-            }
+            manifest: dict = {"hiercompile": __version__, "files": files}
+            if components:
+                manifest["components"] = sorted(components)
+            else:
+                manifest.update({"model": self.model_name, HASH_KEY: file_sha256(stage / self.model_name)})
             json_writer(manifest)(path)
 
         return write

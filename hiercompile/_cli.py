@@ -21,7 +21,8 @@ from rich.status import Status
 from rich.table import Table
 
 from ._errors import HiercompileError, InputError
-from ._sources import DYNAMIC_AXES, position_limit, presets, resolve
+from ._sources import DYNAMIC_AXES, check_sizes, presets, resolve
+from ._tasks import TASKS, task_named
 from ._version import __version__
 
 STEP_TEXT = types.MappingProxyType(
@@ -98,39 +99,39 @@ def _value_line(value) -> str:
     return f"{value.name} [{dims}] {dtype}"
 
 
-def _summary(result, written: list[Path]) -> None:
+def _summary(done) -> None:
     console = _console()
+    first = next(iter(done.results.values()))
     table = Table(title="Modules", show_lines=False)
     table.add_column("module")
     table.add_column("ops own", justify="right")
     table.add_column("ops subtree", justify="right")
     table.add_column("parameters", justify="right")
-    for tag, entry in result.hierarchy.items():  # module order
+    for tag, entry in first.hierarchy.items():  # module order
         counts = (str(entry["num_ops"]), str(entry["num_ops_total"]), f"{entry['num_parameters']:,}")
         table.add_row(_indented(tag), *counts)
-    console.print(table)
-    graph = result.model.graph
-    console.print("inputs: " + escape("; ".join(_value_line(v) for v in graph.inputs)))
-    console.print("outputs: " + escape("; ".join(_value_line(v) for v in graph.outputs)))
-    dynamic = sorted({str(d) for v in graph.inputs for d in (v.shape or ()) if not isinstance(d, int)})
-    console.print(f"dynamic axes: {', '.join(dynamic) if dynamic else 'none (static shapes)'}")
-    console.print(f"mode: {'training' if result.training else 'eval'}")
-    console.print(f"coverage: {result.coverage:.1%} of {result.graph.number_of_nodes()} ops tagged")
-    console.print("time per step: " + ", ".join(f"{k} {v:.2f} s" for k, v in result.timings.items()))
-    for path in written:
-        console.print(f"wrote {path} ({path.stat().st_size / 1024:,.1f} KiB)")
-
-
-def _check_sizes(ns: argparse.Namespace, config: dict | None) -> None:
-    """The example sizes, checked against the configuration before anything is built."""
-    if ns.batch < 1 or ns.seq_len < 1:
-        raise InputError(f"--batch and --seq-len must be at least 1, got {ns.batch} and {ns.seq_len}")
-    limit = position_limit(config)
-    if limit is not None and ns.seq_len > limit:
-        raise InputError(
-            f"--seq-len {ns.seq_len} is beyond the model's position limit of {limit} "
-            f"(its position embeddings); choose --seq-len {limit} or less"
+    if len(done.results) == 1:
+        console.print(table)
+    console.print(f"task: {done.task}")
+    for name, result in done.results.items():
+        graph = result.model.graph
+        where = "" if len(done.results) == 1 else f"{name}: "
+        console.print(f"{where}inputs: " + escape("; ".join(_value_line(v) for v in graph.inputs)))
+        console.print(f"{where}outputs: " + escape("; ".join(_value_line(v) for v in graph.outputs)))
+        dynamic = sorted({str(d) for v in graph.inputs for d in (v.shape or ()) if not isinstance(d, int)})
+        console.print(f"{where}dynamic axes: {', '.join(dynamic) if dynamic else 'none (static shapes)'}")
+        console.print(f"{where}coverage: {result.coverage:.1%} of {result.graph.number_of_nodes()} ops tagged")
+        console.print(f"{where}time per step: " + ", ".join(f"{k} {v:.2f} s" for k, v in result.timings.items()))
+    console.print(f"mode: {'training' if first.training else 'eval'}")
+    if done.validation is not None:
+        (where, output), diff = done.validation.worst
+        console.print(
+            f"validated against PyTorch: largest difference {diff:.2e} ({where}, {output}) <= atol "
+            f"{done.validation.atol:g}"
+            + (f"; greedy tokens {done.validation.tokens}" if done.validation.tokens else "")
         )
+    for path in done.written:
+        console.print(f"wrote {path} ({path.stat().st_size / 1024:,.1f} KiB)")
 
 
 def _dynamic_axes(text: str | None) -> list[str]:
@@ -146,37 +147,48 @@ def cmd_export(ns: argparse.Namespace) -> None:
 
     Output(ns.output).check()
     ref = resolve(ns.model)
-    _check_sizes(ns, ref.config)
+    check_sizes(ns.batch, ns.seq_len, ref.config)
     axes = _dynamic_axes(ns.dynamic)
+    if ns.task is not None:
+        task_named(ns.task)
+    if ns.atol is not None and not ns.validate:
+        raise InputError("--atol sets the tolerance of --validate; pass --validate too")
 
-    from ._exporter import export
-    from ._exporter._models import dynamic_shapes_for, example_inputs, load_model
+    from ._exporter._pretrained import export_pretrained
 
     console = _console()
-    loaded = load_model(ref)
-    note = " [yellow](random weights)[/yellow]" if loaded.random_weights else ""
-    console.print(f"model: {loaded.source}{note}")
-    # torch.export specializes a size-1 dimension, so a dynamic axis needs an example of 2 or more
-    batch = max(ns.batch, 2) if "batch" in axes else ns.batch
-    kwargs = example_inputs(loaded.model, batch=batch, seq_len=max(ns.seq_len, 2) if "seq" in axes else ns.seq_len)
-    dynamic = dynamic_shapes_for(kwargs, axes) if axes else None
     with _Progress() as progress, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = export(loaded.model, kwargs=kwargs, dynamic_shapes=dynamic, namespace=ns.namespace, progress=progress)
-        progress("save", None)
-        start = time.perf_counter()
-        written = result.save(
-            ns.output, functions=ns.functions, attributes=ns.attributes, external_data=ns.external_data or None
+        result = export_pretrained(
+            ns.model,
+            ns.output,
+            task=ns.task,
+            batch=ns.batch,
+            seq_len=ns.seq_len,
+            dynamic=axes,
+            functions=ns.functions,
+            attributes=ns.attributes,
+            external_data=ns.external_data or None,
+            namespace=ns.namespace,
+            validate_outputs=ns.validate,
+            atol=ns.atol if ns.atol is not None else 1e-4,
+            stream_weights=ns.stream_weights,
+            progress=progress,
+            on_loaded=lambda source, random: console.print(
+                f"model: {escape(source)}{' [yellow](random weights)[/yellow]' if random else ''}"
+            ),
+            on_component=lambda name: console.print(f"[bold]{name}[/bold]"),
         )
-        progress("save", time.perf_counter() - start)
     if ns.report:
         from ._tools._report import report
 
-        written.append(report(ns.output))
+        for name in result.results:
+            folder = Path(ns.output) if name == "model" else Path(ns.output) / name
+            result.written.append(report(folder))
     for w in caught:
         if issubclass(w.category, UserWarning) and w.category.__module__.startswith("hiercompile"):
             console.print(f"[yellow]warning:[/yellow] {escape(str(w.message))}")
-    _summary(result, written)
+    _summary(result)
 
 
 def cmd_functionize(ns: argparse.Namespace) -> None:
@@ -244,7 +256,7 @@ def cmd_verify(ns: argparse.Namespace) -> None:
 
     Output(ns.output).check()
     ref = resolve(ns.model)
-    _check_sizes(ns, ref.config)
+    check_sizes(ns.batch, ns.seq_len, ref.config)
 
     from ._exporter import export
     from ._exporter._models import example_inputs, load_model
@@ -353,6 +365,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", action="store_true", help="also write report.html (see `hiercompile report`)")
     p.add_argument("--seq-len", type=int, default=16, help="sequence length of the example inputs (default 16)")
     p.add_argument("--batch", type=int, default=1, help="batch size of the example inputs (default 1)")
+    p.add_argument(
+        "--task",
+        metavar="TASK",
+        help=f"what to export, as optimum names it (default: from the config's architectures): {', '.join(TASKS)}",
+    )
+    p.add_argument("--validate", action="store_true", help="compare ONNX Runtime with PyTorch after the export")
+    p.add_argument("--atol", type=float, help="largest difference --validate accepts (default 1e-4)")
+    weights = p.add_mutually_exclusive_group()
+    weights.add_argument(
+        "--stream-weights",
+        dest="stream_weights",
+        action="store_true",
+        default=None,
+        help="copy a checkpoint folder's safetensors weights into model.onnx.data without loading them "
+        "(default for 1 GiB or more)",
+    )
+    weights.add_argument(
+        "--load-weights", dest="stream_weights", action="store_false", help="load the weights, however large"
+    )
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("profile", help="time every module in ONNX Runtime (its profiler, attributed by tag)")
     p.add_argument("model", help="a model.onnx (flat or functions form) written by hiercompile, or its folder")

@@ -24,6 +24,7 @@ __all__ = [
     "StaleResultWarning",
     "TagError",
     "UnusedInputWarning",
+    "ValidationError",
     "VerifyError",
     "first_line",
 ]
@@ -75,6 +76,10 @@ class QueryError(HiercompileError):
 
 class VerifyError(HiercompileError):
     """Per-module verification could not run."""
+
+
+class ValidationError(HiercompileError):
+    """An exported model's outputs differ from PyTorch's beyond the tolerance (``--validate``)."""
 
 
 class ProfileError(HiercompileError):

@@ -9,7 +9,7 @@ is loaded or anything is built.
 
 from __future__ import annotations
 
-__all__ = ["DYNAMIC_AXES", "ModelRef", "hub_reachable", "position_limit", "presets", "resolve"]
+__all__ = ["DYNAMIC_AXES", "ModelRef", "check_sizes", "hub_reachable", "position_limit", "presets", "resolve"]
 
 import dataclasses
 import json
@@ -19,7 +19,7 @@ import urllib.parse
 from importlib import resources
 from pathlib import Path
 
-from ._errors import ModelLoadError
+from ._errors import InputError, ModelLoadError
 
 CONFIG_FILE = "config.json"
 DYNAMIC_AXES = ("batch", "seq", "height", "width")  # the axes ``export --dynamic`` can make dynamic
@@ -110,3 +110,15 @@ def position_limit(config: dict | None) -> int | None:
     limits = [config[k] for k in _POSITION_KEYS if isinstance(config.get(k), int)]
     limits += [limit for v in config.values() if isinstance(v, dict) and (limit := position_limit(v)) is not None]
     return min(limits) if limits else None
+
+
+def check_sizes(batch: int, seq_len: int, config: dict | None) -> None:
+    """The example sizes, checked against the configuration before anything is built."""
+    if batch < 1 or seq_len < 1:
+        raise InputError(f"--batch and --seq-len must be at least 1, got {batch} and {seq_len}")
+    limit = position_limit(config)
+    if limit is not None and seq_len > limit:
+        raise InputError(
+            f"--seq-len {seq_len} is beyond the model's position limit of {limit} "
+            f"(its position embeddings); choose --seq-len {limit} or less"
+        )

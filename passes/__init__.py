@@ -12,6 +12,7 @@ from .hierarchy_metadata import HierarchyMetadataPass
 from .inherit_tags import InheritTagsPass, UnmappedNodesError
 from .io_names import NameInputsOutputsPass
 from .merge_duplicates import MergeDuplicatesPass
+from .meta_weights import MetaWeightsPass
 from .module_tags import KeepPredicate, ModuleHierarchy, ModuleInfo, is_kept
 from .namespace import NamespacePass
 from .partition import (
@@ -64,6 +65,7 @@ __all__ = [
     "InlineFunctionsPass",
     "KeepPredicate",
     "MergeDuplicatesPass",
+    "MetaWeightsPass",
     "ModuleHierarchy",
     "ModuleInfo",
     "NameInputsOutputsPass",

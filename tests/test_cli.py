@@ -47,6 +47,7 @@ def test_export_preset_and_strip_attributes(tmp_path):
     assert "random weights" in proc.stderr and "coverage: 100.0%" in proc.stderr
     assert "reject" in proc.stderr  # the attribute form's warning
     assert sorted(p.name for p in out.iterdir()) == [
+        "config.json",  # the preset's configuration, beside the model as from a checkpoint
         "hierarchy.json",
         "manifest.json",
         "model.attributes.onnx",

@@ -8,8 +8,19 @@ import torch
 
 import hiercompile
 
-FUNCTIONS = ["backend", "export", "extract", "functionize", "is_kept", "profile", "report", "retag", "verify"]
-CLASSES = ["ExportResult", "HierarchyRetriever", "ModuleHierarchy", "ProfileReport", "VerifyReport"]
+FUNCTIONS = [
+    "backend",
+    "export",
+    "export_pretrained",
+    "extract",
+    "functionize",
+    "is_kept",
+    "profile",
+    "report",
+    "retag",
+    "verify",
+]
+CLASSES = ["ExportResult", "HierarchyRetriever", "ModuleHierarchy", "PretrainedExport", "ProfileReport", "VerifyReport"]
 ERRORS = [
     "CaptureError",
     "CarryError",
@@ -23,6 +34,7 @@ ERRORS = [
     "QueryError",
     "SaveError",
     "TagError",
+    "ValidationError",
     "VerifyError",
 ]
 WARNINGS = ["AttributesWarning", "CaptureWarning", "FallbackWarning", "StaleResultWarning", "UnusedInputWarning"]
@@ -55,7 +67,7 @@ def test_export_takes_torch_onnx_export_arguments():
     ]
     for name in shared:
         assert name in torch_params and ours[name].kind is inspect.Parameter.KEYWORD_ONLY
-    own = ["keep", "functions", "attributes", "scoped_names", "namespace", "progress"]
+    own = ["keep", "functions", "attributes", "scoped_names", "namespace", "weights", "progress"]
     assert [p for p in ours if p not in ["model", "args", "f", *shared, "unsupported"]] == own
     assert ours["unsupported"].kind is inspect.Parameter.VAR_KEYWORD  # an unknown argument is an InputError
 

@@ -16,7 +16,7 @@ __all__ = ["Arguments", "name_axes", "output_names_of", "read_arguments"]
 
 import dataclasses
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import onnx_ir as ir
@@ -166,7 +166,7 @@ def name_axes(model: ir.Model, axis_names: Any) -> None:
     if isinstance(axis_names, Mapping):  # by input name: inputs that are no tensors have no ONNX input
         mapping = {}
         inputs = {value.name: value for value in model.graph.inputs}
-        for key, axes in axis_names.items():
+        for key, axes in _per_input(axis_names):
             value = inputs.get(key)
             if value is None or value.shape is None or not isinstance(axes, Mapping | list | tuple):
                 continue
@@ -180,6 +180,16 @@ def name_axes(model: ir.Model, axis_names: Any) -> None:
             warnings.simplefilter("ignore")  # its note about two names for one symbol: the first one stays
             mapping = _dynamic_shapes.create_rename_mapping(model.graph.inputs, axis_names)
     _ir_passes.rename_axis(model, mapping)
+
+
+def _per_input(axis_names: Mapping) -> Iterator[tuple[str, Any]]:
+    """(ONNX input name, its axes): an input given as a list or tuple of tensors (a cache)
+    is flattened by torch into inputs ``<name>_0``, ``<name>_1``, … in that order."""
+    for key, axes in axis_names.items():
+        if isinstance(axes, list | tuple) and axes and all(isinstance(a, Mapping) or a is None for a in axes):
+            yield from ((f"{key}_{k}", a) for k, a in enumerate(axes))
+        else:
+            yield key, axes
 
 
 def output_names_of(spec: pytree.TreeSpec) -> list[str]:

@@ -200,7 +200,7 @@ def _warn_unused_inputs(program: torch.export.ExportedProgram) -> None:
     if unused:
         warnings.warn(
             f"the model never reads the example input(s) {', '.join(unused)}: a misspelled keyword? "
-            "They are not inputs of the ONNX model",
+            "The ONNX model takes them and ignores them",
             UnusedInputWarning,
             stacklevel=3,
         )

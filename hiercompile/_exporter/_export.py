@@ -21,7 +21,7 @@ from torch import nn
 
 from .._artifacts import DAGS_FILE, HIERARCHY_FILE, OPERATIONS_FILE, Output
 from .._errors import AttributesWarning, InputError, TagError
-from .._io import json_writer, onnx_writer
+from .._io import Writer, json_writer, onnx_writer
 from ..passes import (
     AddTagAttributesPass,
     KeepPredicate,
@@ -34,6 +34,7 @@ from ._arguments import output_names_of, read_arguments
 from ._capture import capture, capture_mode, check_inputs
 from ._carry import carry
 from ._lower import Lowering, lower
+from ._weights import meta_parameters, meta_values, on_meta
 
 Progress = Callable[[str, float | None], None]
 """Called with (step, None) when a step starts and (step, seconds) when it ends."""
@@ -110,6 +111,12 @@ class ExportResult:
         protobuf's 2 GB limit).
         """
         out = Output(output)
+        return out.write_run(self.files(out, functions=functions, attributes=attributes, external_data=external_data))
+
+    def files(
+        self, out: Output, *, functions: bool = False, attributes: bool = False, external_data: bool | None = None
+    ) -> dict[str, Writer]:
+        """The files :meth:`save` writes into ``out``, by name, not yet written."""
         files = {out.model_name: onnx_writer(self.model, external_data)}
         if not out.single:
             files[HIERARCHY_FILE] = json_writer(self.hierarchy)
@@ -122,10 +129,10 @@ class ExportResult:
                 f"{out.attributes_name} carries tags as node attributes: onnx.checker and ONNX Runtime reject it. "
                 f"Use {out.model_name} to run; `hiercompile strip-attributes` turns it back into a valid model.",
                 AttributesWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
             files[out.attributes_name] = onnx_writer(self.attributes_model(), external_data)
-        return out.write_run(files)
+        return files
 
 
 class Steps:
@@ -168,6 +175,7 @@ def export(
     attributes: bool = False,
     scoped_names: bool = True,
     namespace: bool = False,
+    weights: str | os.PathLike | None = None,
     progress: Progress | None = None,
     **unsupported: Any,
 ) -> ExportResult:
@@ -199,6 +207,10 @@ def export(
         attributes: also write the attribute form (``model.attributes.onnx``, invalid ONNX).
         scoped_names: name nodes ``/module/path/OpType_n`` (the exporter's names stay in metadata).
         namespace: set each node's ``namespace`` metadata to its tag path (Model Explorer groups).
+        weights: a folder of safetensors files with the values of the parameters ``model``
+            has on the meta device (built with ``accelerate.init_empty_weights()``): the model
+            is captured there and each weight copied from its file into the external data
+            file when written, never loaded; ``external_data`` is then on by default.
         progress: called as each step starts and ends.
     """
     if isinstance(f, dict) and kwargs is None:
@@ -218,6 +230,9 @@ def export(
         training=training,
         unsupported=unsupported,
     )
+    values = _weight_values(model, weights)
+    if values is not None and external_data is None and f is not None:
+        external_data = True  # a single protobuf file would hold every weight in memory to write it
     save_options = {"functions": functions, "attributes": attributes, "external_data": external_data}
     if f is None:
         chosen = [name for name, value in save_options.items() if value not in (False, None)]
@@ -238,8 +253,15 @@ def export(
         hierarchy = ModuleHierarchy.from_program(model)
     else:
         check_inputs(model, arguments.args, arguments.kwargs)
-        with capture_mode(model, arguments.training), step("capture"):
-            captured = capture(model, arguments.args, arguments.kwargs, arguments.dynamic_shapes)
+        inputs = (arguments.args, arguments.kwargs)
+        with (
+            on_meta(model, inputs) if values is not None else contextlib.nullcontext((inputs, {})) as (inputs, buffers),
+            capture_mode(model, arguments.training),
+            step("capture"),
+        ):
+            captured = capture(model, *inputs, arguments.dynamic_shapes)
+        if values is not None:
+            values = {**buffers, **values}
         program, strategy = captured.program, captured.strategy
         hierarchy = ModuleHierarchy(model, keep)
     own = output_names_of(program.call_spec.out_spec)  # the user's names first, the model's for the rest
@@ -250,7 +272,7 @@ def export(
         program,
         hierarchy,
         step=step,
-        lowering=Lowering(arguments.opset_version, arguments.custom_translation_table, arguments.axis_names),
+        lowering=Lowering(arguments.opset_version, arguments.custom_translation_table, arguments.axis_names, values),
         optimize=optimize,
         input_names=arguments.input_names,
         output_names=names,
@@ -263,6 +285,26 @@ def export(
     if f is not None:
         result.save(f, **save_options)
     return result
+
+
+def _weight_values(model: Any, weights: str | os.PathLike | None) -> dict[str, ir.TensorProtocol] | None:
+    """The values of ``model``'s parameters on the meta device, from ``weights``; checked before any work."""
+    empty = meta_parameters(model) if isinstance(model, nn.Module) else []
+    if weights is None:
+        if empty:
+            raise InputError(
+                f"{len(empty)} parameters of {type(model).__name__} are on the meta device and have no values "
+                f"({', '.join(empty[:2])}, ...); pass weights= a folder of safetensors files that holds them"
+            )
+        return None
+    if not empty:
+        raise InputError(
+            f"weights= gives the values of parameters on the meta device, and {type(model).__name__} has none; "
+            "build it under accelerate.init_empty_weights(), or leave weights= out"
+        )
+    if not Path(weights).is_dir():
+        raise InputError(f"weights={weights}: no such folder; give the folder of the checkpoint's safetensors files")
+    return meta_values(model, weights)
 
 
 def _print_progress(step: str, seconds: float | None) -> None:

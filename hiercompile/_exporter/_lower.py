@@ -15,7 +15,7 @@ import torch
 
 from .._errors import LowerError, first_line
 from .._logs import quiet_loggers
-from ..passes import ContiguousViewsPass
+from ..passes import ContiguousViewsPass, MetaWeightsPass
 from ._arguments import name_axes
 
 
@@ -54,6 +54,7 @@ class Lowering:
     opset_version: int | None = None
     custom_translation_table: Mapping[Callable, Callable] | None = None
     axis_names: Any = None  # dynamic shapes that name axes (see _arguments.name_axes)
+    weights: Mapping[str, ir.TensorProtocol] | None = None  # values of what was captured on the meta device
 
 
 def lower(
@@ -61,6 +62,8 @@ def lower(
 ) -> tuple[ir.Model, torch.export.ExportedProgram]:
     """Translate ``program`` to ONNX, unoptimized, and return the model and the decomposed program.
 
+    Parameters captured on the meta device take their values from ``lowering.weights``
+    (:class:`MetaWeightsPass`).
     Optimization is left to the tag-aware pipeline (:mod:`._carry`), since
     the exporter's own common-subexpression elimination drops the merged nodes' metadata.
     The decomposed program is the one whose FX node names the ONNX nodes refer to.
@@ -92,6 +95,14 @@ def lower(
             else:
                 raise LowerError(f"lower step (torch.onnx dynamo exporter) failed: {_describe(e)}") from e
     name_axes(onnx_program.model, lowering.axis_names)
+    if lowering.weights is not None:
+        try:
+            MetaWeightsPass(lowering.weights)(onnx_program.model)
+        except ValueError as e:
+            raise LowerError(
+                f"lower step: {first_line(e)}; build such tensors from the inputs' device, "
+                "or export the model with its weights loaded"
+            ) from e
     return onnx_program.model, onnx_program.exported_program
 
 

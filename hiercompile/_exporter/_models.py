@@ -22,6 +22,7 @@ class LoadedModel:
     model: nn.Module
     source: str
     random_weights: bool
+    weights: str | None = None  # the folder its parameters' values are streamed from (they are on the meta device)
 
 
 def _model_class(architecture: str) -> type:
@@ -33,41 +34,69 @@ def _model_class(architecture: str) -> type:
     return cls
 
 
-def from_preset(name: str, preset: dict) -> LoadedModel:
+def _head(task: str | None, architecture: str | None) -> type:
+    """The class to build: the task's auto class when a task is asked for, else the
+    configuration's architecture (its own head), else ``AutoModel``."""
+    import transformers
+
+    if task is not None:
+        from .._tasks import task_named
+
+        return getattr(transformers, task_named(task).auto_class)
+    return _model_class(architecture) if architecture else transformers.AutoModel
+
+
+def from_preset(name: str, preset: dict, task: str | None = None) -> LoadedModel:
     import transformers
 
     settings = dict(preset["config"])
     config = transformers.AutoConfig.for_model(settings.pop("model_type"), **settings)
     torch.manual_seed(0)
-    model = _model_class(preset["architecture"])(config)
+    cls = _head(task, preset["architecture"])
+    model = cls.from_config(config) if cls.__name__.startswith("Auto") else cls(config)
     return LoadedModel(model.eval(), f"preset {name}: {preset['description']}", random_weights=True)
 
 
-def from_pretrained(name: str, local_files_only: bool = False) -> LoadedModel:
-    """Load config and weights with ``from_pretrained`` from a local directory, a cache or the hub."""
+def from_pretrained(
+    name: str, local_files_only: bool = False, task: str | None = None, stream: bool = False
+) -> LoadedModel:
+    """Load config and weights with ``from_pretrained`` from a local directory, a cache or the hub;
+    with ``stream``, build the model from a local directory's config with its parameters on the
+    meta device, in the checkpoint's dtype, for its weights to be streamed from there."""
     import transformers
 
     config = transformers.AutoConfig.from_pretrained(name, local_files_only=local_files_only)
     architectures = getattr(config, "architectures", None) or []
-    cls = _model_class(architectures[0]) if architectures else transformers.AutoModel
+    cls = _head(task, architectures[0] if architectures else None)
+    if stream:
+        from ._weights import empty_model
+
+        dtype = getattr(config, "dtype", None) or torch.float32
+        dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+        build = cls.from_config if cls.__name__.startswith("Auto") else cls._from_config
+        model = empty_model(build, config, dtype=dtype)
+        source = f"{name} (weights streamed from its safetensors files, never loaded)"
+        return LoadedModel(model.eval(), source, random_weights=False, weights=name)
     model = cls.from_pretrained(name, dtype="auto", local_files_only=local_files_only)
     return LoadedModel(model.eval(), f"{name} (weights from from_pretrained)", random_weights=False)
 
 
-def load_model(ref: ModelRef | str) -> LoadedModel:
-    """Build the model a name stands for (see :func:`hiercompile._sources.resolve`)."""
+def load_model(ref: ModelRef | str, task: str | None = None, stream: bool = False) -> LoadedModel:
+    """Build the model a name stands for (see :func:`hiercompile._sources.resolve`), with the
+    head ``task`` needs (None: the configuration's own architecture); ``stream``: a local
+    directory's model with its parameters on the meta device (see :func:`from_pretrained`)."""
     ref = resolve(ref) if isinstance(ref, str) else ref
     if ref.kind == "preset":
-        return from_preset(ref.name, presets()[ref.name])
+        return from_preset(ref.name, presets()[ref.name], task)
     try:
         if ref.kind == "directory":
-            return from_pretrained(ref.name)
+            return from_pretrained(ref.name, task=task, stream=stream)
         try:
-            return from_pretrained(ref.name, local_files_only=True)  # the cache first: no network round trip
+            return from_pretrained(ref.name, local_files_only=True, task=task)  # the cache first: no round trip
         except (OSError, ValueError):
             if not hub_reachable():
                 raise
-            return from_pretrained(ref.name)
+            return from_pretrained(ref.name, task=task)
     except (OSError, ValueError) as e:
         where = "the checkpoint folder" if ref.kind == "directory" else "the hub or the local cache"
         raise ModelLoadError(

@@ -1,0 +1,222 @@
+"""``hiercompile.export_pretrained``: a checkpoint, a task, its files, the checkpoint's own
+files beside them, and optionally a validation against PyTorch (the CLI's ``export``)."""
+
+from __future__ import annotations
+
+__all__ = ["PretrainedExport", "export_pretrained"]
+
+import dataclasses
+import shutil
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from torch import nn
+
+from .._artifacts import Output
+from .._errors import InputError
+from .._io import Writer, json_writer
+from .._sources import ModelRef, check_sizes, resolve
+from .._tasks import infer_task, supported_tasks, task_named
+from ._export import ExportResult, Progress, export
+from ._generative import components, entered
+from ._models import dynamic_shapes_for, load_model
+from ._validate import Validation, validate
+from ._weights import checkpoint_bytes
+
+STREAM_BYTES = 1 << 30  # a checkpoint this large or larger is streamed, not loaded, unless told otherwise
+
+# what a checkpoint folder holds besides its weights that a runtime needs: configurations,
+# the tokenizer's and the preprocessor's files, the chat template
+_BESIDE = ("*config.json", "tokenizer*", "special_tokens_map.json", "added_tokens.json", "vocab.*", "merges.txt")
+_BESIDE_TOO = ("*.model", "chat_template.*", "*.tiktoken")
+_WEIGHTS = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack", ".onnx", ".index.json")
+
+
+@dataclasses.dataclass
+class PretrainedExport:
+    """What :func:`export_pretrained` made.
+
+    Attributes:
+        task: the task exported (asked for, or read from the configuration).
+        source: where the model came from (preset, folder, hub id).
+        random_weights: whether the weights are random (a preset's configuration).
+        results: file name (``model``, ``encoder_model``, ``decoder_model``,
+            ``decoder_with_past_model``) -> its :class:`ExportResult`.
+        written: every file written.
+        validation: the comparison with PyTorch, when asked for.
+    """
+
+    task: str
+    source: str
+    random_weights: bool
+    results: dict[str, ExportResult]
+    written: list[Path]
+    validation: Validation | None = None
+
+
+def _checked_task(task: str | None, ref: ModelRef) -> str:
+    config = ref.config or {}
+    name = task or infer_task(config)
+    task_named(name)
+    model_type = config.get("model_type")
+    if task is not None and model_type and name not in (supported := supported_tasks(model_type)):
+        raise InputError(
+            f"task {name!r} needs a head that model type {model_type!r} does not have; "
+            f"its tasks: {', '.join(supported) or 'none known to transformers'}"
+        )
+    return name
+
+
+def _beside(ref: ModelRef, model: nn.Module) -> dict[str, Writer]:
+    """The checkpoint's own files to copy beside the model; for a configuration without a
+    folder (a preset), its ``config.json`` and ``generation_config.json``."""
+    if ref.kind == "directory":
+        folder = Path(ref.name)
+        found = {p for pattern in (*_BESIDE, *_BESIDE_TOO) for p in folder.glob(pattern) if p.is_file()}
+        return {p.name: _copier(p) for p in sorted(found) if not p.name.endswith(_WEIGHTS)}
+    files = {"config.json": json_writer(model.config.to_dict())}
+    generation = getattr(model, "generation_config", None)
+    if generation is not None and getattr(model, "can_generate", lambda: False)():
+        files["generation_config.json"] = json_writer(generation.to_dict())
+    return files
+
+
+def _copier(source: Path) -> Writer:
+    def write(path: Path) -> None:
+        shutil.copyfile(source, path)
+
+    return write
+
+
+def _without_unused_inputs(result: ExportResult) -> None:
+    """Drop inputs no op reads (the encoder's output once its keys and values are cached)."""
+    graph = result.model.graph
+    for value in list(graph.inputs):
+        if not value.uses():
+            graph.inputs.remove(value)
+
+
+def export_pretrained(
+    model: str,
+    output: str | Path,
+    *,
+    task: str | None = None,
+    batch: int = 1,
+    seq_len: int = 16,
+    dynamic: Sequence[str] = (),
+    functions: bool = False,
+    attributes: bool = False,
+    external_data: bool | None = None,
+    namespace: bool = False,
+    validate_outputs: bool = False,
+    atol: float = 1e-4,
+    stream_weights: bool | None = None,
+    progress: Progress | None = None,
+    on_loaded: Callable[[str, bool], None] | None = None,
+    on_component: Callable[[str], None] | None = None,
+) -> PretrainedExport:
+    """Export a checkpoint (a preset, a ``save_pretrained`` folder or a hub id) for ``task``.
+
+    ``task`` is optimum's name (``text-generation-with-past``, ``text2text-generation``,
+    ``image-classification``, …; None: the one the configuration's ``architectures``
+    names). A task with a cache exports ``past_key_values.N.key/value`` inputs and
+    ``present.N.key/value`` outputs, every sequence axis dynamic; a sequence-to-sequence
+    task writes ``encoder_model/``, ``decoder_model/`` and, with past,
+    ``decoder_with_past_model/`` into ``output``, each tagged with the whole model's
+    tags. The checkpoint's configuration and tokenizer files are copied beside them.
+    ``dynamic``: axes to make dynamic for a task without a cache (``batch``, ``seq``,
+    ``height``, ``width``). ``validate_outputs``: compare ONNX Runtime with PyTorch
+    afterwards; beyond ``atol`` it is a :class:`ValidationError`. ``stream_weights``: build
+    the model with its parameters on the meta device and copy each weight from the
+    folder's safetensors files into the external data file, never holding them in memory
+    (None: for a folder whose safetensors files hold 1 GiB or more); validating then
+    loads the model after the export. ``progress``,
+    ``on_loaded(source, random_weights)`` and ``on_component(name)`` report as it goes.
+    """
+    out = Output(output)
+    out.check()
+    if out.single:
+        raise InputError(f"{output} names a file: export_pretrained writes a folder; give a folder path")
+    ref = resolve(model)
+    check_sizes(batch, seq_len, ref.config)
+    name = _checked_task(task, ref)
+    chosen = task_named(name)
+    if dynamic and chosen.layout != "single":
+        warnings.warn(
+            f"task {name} exports every batch and sequence axis dynamic already; --dynamic {','.join(dynamic)} "
+            "adds nothing",
+            UserWarning,
+            stacklevel=2,
+        )
+    stream = _streams(ref, stream_weights)
+    if stream and external_data is None:
+        external_data = True
+    loaded = load_model(ref, task, stream=stream)
+    if on_loaded:
+        on_loaded(loaded.source, loaded.random_weights)
+    # torch.export specializes a size-1 axis: a dynamic one needs an example of 2 or more
+    batch = max(batch, 2) if "batch" in dynamic else batch
+    seq_len = max(seq_len, 2) if "seq" in dynamic else seq_len
+    parts = components(loaded.model, chosen, batch=batch, seq_len=seq_len)
+    if chosen.layout == "single" and dynamic:
+        parts[0].dynamic_shapes = dynamic_shapes_for(parts[0].kwargs, list(dynamic))
+    results: dict[str, ExportResult] = {}
+    for part in parts:
+        if on_component:
+            on_component(part.name)
+        with entered(loaded.model, part.forward), warnings.catch_warnings():
+            if part.forward is not None:  # an input of ours the model does not read is dropped below
+                warnings.filterwarnings("ignore", message="the model never reads")
+            result = export(
+                loaded.model,
+                kwargs=part.kwargs,
+                dynamic_shapes=part.dynamic_shapes,
+                input_names=part.input_names,
+                namespace=namespace,
+                weights=loaded.weights,
+                progress=progress,
+            )
+        if part.forward is not None:
+            _without_unused_inputs(result)
+        results[part.name] = result
+    written = _write(out, results, _beside(ref, loaded.model), functions, attributes, external_data)
+    done = PretrainedExport(name, loaded.source, loaded.random_weights, results, written)
+    if validate_outputs:
+        if stream:  # the same files, against the model with its weights loaded
+            loaded = load_model(ref, task)
+            parts = components(loaded.model, chosen, batch=batch, seq_len=seq_len)
+        files = {k: (out if k == "model" else Output(out.directory / k)).model_path for k in results}
+        done.validation = validate(loaded.model, chosen, parts, files, atol=atol)
+    return done
+
+
+def _streams(ref: ModelRef, stream_weights: bool | None) -> bool:
+    """Whether to stream the weights: asked for (a folder of safetensors files is needed), or,
+    when not said, for such a folder of :data:`STREAM_BYTES` or more."""
+    size = checkpoint_bytes(ref.name) if ref.kind == "directory" else 0
+    if stream_weights and not size:
+        raise InputError(
+            f"stream_weights streams weights from a folder of safetensors files; {ref.name} is "
+            + ("a folder without any" if ref.kind == "directory" else f"a {ref.kind}")
+            + "; leave it off"
+        )
+    return size >= STREAM_BYTES if stream_weights is None else stream_weights
+
+
+def _write(
+    out: Output,
+    results: dict[str, ExportResult],
+    beside: dict[str, Writer],
+    functions: bool,
+    attributes: bool,
+    external_data: bool | None,
+) -> list[Path]:
+    options = {"functions": functions, "attributes": attributes, "external_data": external_data}
+    if list(results) == ["model"]:
+        return out.write_run({**results["model"].files(out, **options), **beside})
+    written = []
+    for name, result in results.items():
+        part = Output(out.directory / name)
+        written += part.write_run(result.files(part, **options))
+    return out.write_run(beside, components=list(results)) + written
