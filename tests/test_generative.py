@@ -224,3 +224,10 @@ def test_meta_parameters_need_their_weights_and_the_checkpoint_must_hold_them(ll
     assert not (tmp_path / "c").exists()
     result = hiercompile.export(model, (ids,), weights=folder)  # the buffers it computes are real again after
     assert all(not b.is_meta for b in model.buffers()) and result.coverage == 1.0
+
+
+def test_streaming_needs_a_folder_of_safetensors(tmp_path, capsys):
+    assert main(["export", "bert-tiny", str(tmp_path / "out"), "--stream-weights"]) == 1
+    err = capsys.readouterr().err
+    assert "error: weights stream only from a folder of safetensors files, and bert-tiny is a preset" in err
+    assert "Traceback" not in err and not (tmp_path / "out").exists()

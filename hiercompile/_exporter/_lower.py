@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import io
 import re
 import warnings
@@ -153,13 +154,32 @@ def _decompose(program: torch.export.ExportedProgram, ops: list[torch._ops.OpOve
         ) from e
 
 
+@functools.cache
+def _torchlib_registry(opset: int) -> Any:
+    """torch's table of ONNX translations for ``opset``. It takes about 2 s to build (from
+    onnxscript's sources) and depends on the opset alone, so it is built once per process;
+    ``torch.onnx.export`` builds it at every call, which each file of a task, each graph
+    of the compile backend and each export in a loop would pay again."""
+    from torch.onnx._internal.exporter import _registration
+
+    return _registration.ONNXRegistry.from_torchlib(opset_version=opset)
+
+
 def _translate(program: torch.export.ExportedProgram, lowering: Lowering) -> torch.onnx.ONNXProgram:
+    """What ``torch.onnx.export(program, dynamo=True, optimize=False)`` does, with the
+    translation table built once (:func:`_torchlib_registry`)."""
+    from torch.onnx import _constants as onnx_constants
+    from torch.onnx._internal.exporter import _constants, _core, _registration
+
+    opset = lowering.opset_version or onnx_constants.ONNX_DEFAULT_OPSET
+    table_opset = max(opset, _constants.TORCHLIB_OPSET)  # older opsets: converted after, as torch does
+    if lowering.custom_translation_table:  # the caller's translations go into a table of its own
+        registry = _registration.ONNXRegistry.from_torchlib(opset_version=table_opset)
+        for op, translation in lowering.custom_translation_table.items():
+            registry.register_op(op, translation, is_complex=False)
+    else:
+        registry = _torchlib_registry(table_opset)
     with _quiet():
-        return torch.onnx.export(
-            program,
-            dynamo=True,
-            optimize=False,
-            verbose=False,
-            opset_version=lowering.opset_version,
-            custom_translation_table=dict(lowering.custom_translation_table or {}) or None,
+        return _core.export(
+            program, registry=registry, dynamic_shapes={}, optimize=False, verbose=False, opset_version=opset
         )

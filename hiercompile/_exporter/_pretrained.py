@@ -197,9 +197,9 @@ def _streams(ref: ModelRef, stream_weights: bool | None) -> bool:
     size = checkpoint_bytes(ref.name) if ref.kind == "directory" else 0
     if stream_weights and not size:
         raise InputError(
-            f"stream_weights streams weights from a folder of safetensors files; {ref.name} is "
+            f"weights stream only from a folder of safetensors files, and {ref.name} is "
             + ("a folder without any" if ref.kind == "directory" else f"a {ref.kind}")
-            + "; leave it off"
+            + "; load them instead (leave --stream-weights / stream_weights off)"
         )
     return size >= STREAM_BYTES if stream_weights is None else stream_weights
 

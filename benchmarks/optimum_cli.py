@@ -1,0 +1,131 @@
+"""``hiercompile export`` against ``optimum-cli export onnx``, end to end, on tiny checkpoints.
+
+optimum-onnx pins transformers < 4.58, so it lives in a venv of its own (``--venv``,
+made with ``pip install torch==2.13.0 optimum-onnx onnxruntime`` when missing). The
+checkpoints (BERT, LLaMA, ViT, Whisper; tiny, random weights) are written by that
+venv's transformers, which both tools then read. Each command runs in a fresh process,
+alternating, medians of --runs; optimum validates against PyTorch by default, so
+hiercompile runs with and without ``--validate``. Also each CLI's ``--help``.
+
+    python benchmarks/optimum_cli.py [--venv /tmp/optimum-venv] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _measure import markdown_table, write_result
+
+CHECKPOINTS = {  # name: (task, code building the model in the optimum venv)
+    "bert": (
+        "feature-extraction",
+        "BertModel(BertConfig(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512))",
+    ),
+    "llama": (
+        "text-generation-with-past",
+        "LlamaForCausalLM(LlamaConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, "
+        "num_key_value_heads=2, intermediate_size=128, vocab_size=1000))",
+    ),
+    "vit": (
+        "image-classification",
+        "ViTForImageClassification(ViTConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, "
+        "intermediate_size=128, image_size=64, patch_size=16))",
+    ),
+    "whisper": (
+        "automatic-speech-recognition-with-past",
+        "WhisperForConditionalGeneration(WhisperConfig(d_model=64, encoder_layers=2, decoder_layers=2, "
+        "encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=128, decoder_ffn_dim=128, "
+        "vocab_size=1000, max_source_positions=1500, max_target_positions=64, num_mel_bins=80, pad_token_id=0, "
+        "bos_token_id=1, eos_token_id=2, decoder_start_token_id=1))",
+    ),
+}
+
+
+def venv_python(venv: Path) -> Path:
+    python = venv / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        pip = [str(python), "-m", "pip", "install", "-q"]
+        subprocess.run([*pip, "torch==2.13.0"], check=True)
+        subprocess.run([*pip, "optimum-onnx", "onnxruntime"], check=True)
+    return python
+
+
+def write_checkpoints(python: Path, folder: Path) -> None:
+    for name, (_, build) in CHECKPOINTS.items():
+        path = str(folder / name)
+        code = f"import torch; from transformers import *; torch.manual_seed(0); {build}.save_pretrained({path!r})"
+        subprocess.run([str(python), "-c", code], check=True, capture_output=True)
+
+
+def timed(cmd: list[str]) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        proc = subprocess.run([a.replace("OUT", f"{tmp}/out") for a in cmd], capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--venv", type=Path, default=Path("/tmp/optimum-venv"))
+    parser.add_argument("--runs", type=int, default=3)
+    ns = parser.parse_args()
+    python = venv_python(ns.venv)
+    optimum = [str(ns.venv / "bin" / "optimum-cli")]
+    ours = [shutil.which("hiercompile") or sys.executable]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        write_checkpoints(python, folder)
+        commands = {"help": {"optimum": [*optimum, "--help"], "hiercompile": [*ours, "--help"]}}
+        for name, (task, _) in CHECKPOINTS.items():
+            source = str(folder / name)
+            commands[name] = {
+                "optimum": [*optimum, "export", "onnx", "--model", source, "--task", task, "OUT"],
+                "hiercompile": [*ours, "export", source, "OUT", "--task", task],
+                "hiercompile --validate": [*ours, "export", source, "OUT", "--task", task, "--validate"],
+            }
+        for name, cmds in commands.items():
+            seconds: dict[str, list[float]] = {k: [] for k in cmds}
+            for _ in range(ns.runs):
+                for tool, cmd in cmds.items():
+                    seconds[tool].append(timed(cmd))
+            med = {k: statistics.median(v) for k, v in seconds.items()}
+            print(name, med, file=sys.stderr)
+            task = "--help" if name == "help" else f"{name} ({CHECKPOINTS[name][0]})"
+            rows.append(
+                [
+                    task,
+                    f"{med['optimum']:.2f}",
+                    f"{med['hiercompile']:.2f}",
+                    f"{med.get('hiercompile --validate', float('nan')):.2f}" if name != "help" else "",
+                    f"{med['hiercompile'] / med['optimum']:.2f}x",
+                ]
+            )
+    version = subprocess.run(
+        [str(python), "-c", "import optimum.onnx, transformers; print(transformers.__version__)"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    text = (
+        f"Wall seconds of each command in a fresh process, medians of {ns.runs} alternating runs; optimum-onnx in "
+        f"its own venv (transformers {version}), validating by default.\n\n"
+        + markdown_table(
+            ["checkpoint (task)", "optimum-cli s", "hiercompile s", "hiercompile --validate s", "ratio"], rows
+        )
+    )
+    write_result("optimum_cli.md", text)
+
+
+if __name__ == "__main__":
+    main()
