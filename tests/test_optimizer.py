@@ -1,0 +1,44 @@
+"""The optimizer's pass list: onnxscript's, with rules tried only where they can match."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+from conftest import run_ir
+from onnxscript import rewriter
+
+from hiercompile._exporter import _optimizer
+
+TEXT = """
+<ir_version: 10, opset_import: ["" : 18]>
+g (float[4, 6] x) => (float[4, 3] c, float[4, 3] d)
+    <int64[1] s0 = {0}, int64[1] e0 = {3}, int64[1] s1 = {3}, int64[1] e1 = {6}, int64[1] ax = {1}> {
+    a = Slice (x, s0, e0, ax)
+    b = Slice (x, s1, e1, ax)
+    c = Relu (a)
+    d = Relu (b)
+}
+"""
+
+
+def test_a_rule_of_several_outputs_rewrites_as_onnxscripts_own_and_is_tried_at_its_op_only():
+    rules = rewriter._DEFAULT_REWRITE_RULES
+    several = [r for r in rules if len(r._target_pattern.output_nodes) > 1]
+    assert several  # SlicesSplit: two Slices of one tensor
+    x = np.random.default_rng(0).standard_normal((4, 6)).astype(np.float32)
+    theirs, ours = ir.from_onnx_text(TEXT), ir.from_onnx_text(TEXT)
+    want = run_ir(theirs, {"x": x})
+    rewriter.RewritePass(rules)(theirs)
+    _, rewrite = _optimizer._private_parts()
+    tried = []
+    for rule in rewrite.rules.rules:
+        if isinstance(rule, _optimizer._FirstOutputOp):
+            inner = rule._rule.try_rewrite
+            rule._rule.try_rewrite = lambda model, graph, node, _inner=inner, **kw: (
+                tried.append(node.op_type) or _inner(model, graph, node, **kw)
+            )
+    rewrite(ours)
+    assert [n.op_type for n in ours.graph] == [n.op_type for n in theirs.graph]
+    assert set(tried) == {"Slice"}  # never at the Relu: onnxscript would index the graph there
+    for got, expected in zip(run_ir(ours, {"x": x}), want, strict=True):
+        np.testing.assert_array_equal(got, expected)
