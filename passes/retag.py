@@ -143,6 +143,46 @@ class _Source:
                 stack.append(value.producer())
         return list(found) or None
 
+    def grown(self, region: list[ir.Node], value: ir.Value, starts: set[ir.Value], uses: collections.Counter):
+        """A region that reads less than the node it stands for, grown forward along the one
+        consumer of its value until it reads all the node reads (a convolution that fused the
+        residual sum), then on through ops reading nothing more (the activation after the sum) to
+        the one value whose consumers are the node's (``uses``, op types past helpers).
+        Returns (region, value), or None where the growth branches or stays ambiguous."""
+        region = list(region)
+        options: list[tuple[list[ir.Node], ir.Value]] = []
+        while len(region) <= _MAX_REGION:
+            if _reads(region) == starts:
+                options.append((list(region), value))
+            users = self.consumers.get(value, [])
+            if len(users) != 1 or len(users[0][0].outputs) != 1 or not _reads([*region, users[0][0]]) <= starts:
+                break
+            region.append(users[0][0])
+            value = users[0][0].outputs[0]
+        fitting = [(r, v) for r, v in options if _uses(v, self.consumers) == uses]
+        return fitting[0] if len(fitting) == 1 else (options[0] if len(options) == 1 else None)
+
+
+def _uses(value: ir.Value, consumers=None) -> collections.Counter:
+    """The op types reading ``value``, looking past helper nodes (a layout change before a convolution);
+    ``consumers``: the source's index (its graph is not the transformed one)."""
+    found: collections.Counter = collections.Counter()
+    users = [u for u, _ in (consumers.get(value, []) if consumers is not None else value.uses())]
+    for user in users:
+        if user.op_type in HELPER_OPS and len(user.outputs) == 1:
+            found.update(_uses(user.outputs[0], consumers))
+        else:
+            found[user.op_type] += 1
+    return found
+
+
+def _prefixes(name: str) -> Iterable[str]:
+    """The parts of ``name`` before each ``/``, ``_`` or ``:`` in it, longest first: the names
+    a tool may have extended to name a node it derived (``…/MatMul_0`` for ``…/MatMul_0_quant``)."""
+    for k in range(len(name) - 1, 0, -1):
+        if name[k] in "/_:":
+            yield name[:k]
+
 
 def _through_helpers(value: ir.Value, values: dict[ir.Value, ir.Value]) -> ir.Value | None:
     """The source value behind ``value``, looking back through helper nodes a tool added (a
@@ -170,6 +210,11 @@ def _reads(region: Iterable[ir.Node]) -> set[ir.Value]:
         for v in n.inputs
         if v is not None and v.producer() not in region and not v.is_initializer() and not _is_constant(v)
     }
+
+
+def _data(node: ir.Node) -> list[ir.Value]:
+    """The node's data inputs: not weights, not constants."""
+    return [v for v in node.inputs if v is not None and not v.is_initializer() and not _is_constant(v)]
 
 
 def _is_constant(value: ir.Value) -> bool:
@@ -233,7 +278,10 @@ class RetagPass(ir.passes.InPlacePass):
        tags; its primary tag is the innermost module holding them all. Every input
        must be traced first, so the region has its lower bound.
     7. **Name prefix.** A node whose name extends a source node's name by ``/``, ``_`` or
-       ``:`` (``…/MatMul_0_quant``, ``…/MatMul_3/MatMulScaleFusion/``) has its tags.
+       ``:`` (``…/MatMul_0_quant``, ``…/MatMul_3/MatMulScaleFusion/``) has its tags. A
+       helper whose name so extends the name of a tagged op of the transformed model, or of
+       an output of that op the source does not have (``…/Conv_0_quant_output_scale_mul``,
+       ``…_output_quantized_cast``: finishing the op's raw output), serves that op.
     8. **Helpers.** A quantize, dequantize, cast, reshape or similar node a tool put
        around an op takes the innermost module of the ops it feeds once all are tagged,
        or, feeding none (a graph output), of the ops that feed it.
@@ -321,7 +369,7 @@ class _Matcher:
                 self.values[value] = weight
 
     def run(self, nodes: list[ir.Node]) -> None:
-        exact = (self.by_name, self.by_output_value, self.forward, self.by_value_suffix, self.backward)
+        exact = (self.by_name, self.by_output_value, self.by_value_suffix, self.forward, self.backward)
         for rules in (exact, (*exact, self.through_weights)):  # rule 5b once the exact ones found all they can
             changed = True
             while changed:
@@ -366,7 +414,7 @@ class _Matcher:
         """Rule 6 for a node whose outputs are the source values ``ends``."""
         starts = self.starts(node)
         region = self.source.region(ends, starts) if starts is not None else None
-        return region is not None and self.fuse(node, region)
+        return region is not None and _reads(region) <= starts and self.fuse(node, region)
 
     # --- the rules --------------------------------------------------------------------------------
 
@@ -382,17 +430,35 @@ class _Matcher:
             and (value := self.source.value_named_in(node.name)) is not None
         )
         if named:
-            known = [value]
+            return self.named_after(node, value)
         if not known:
             return False
         producer = known[0].producer()
         if producer is not None and producer.op_type == node.op_type and len(known) == len(node.outputs):
             return self.match(node, producer, "output value")
-        if not self.fuse_up_to(node, known):
+        return self.fuse_up_to(node, known)
+
+    def named_after(self, node: ir.Node, value: ir.Value) -> bool:  # rule 3, a node named after a value
+        producer = value.producer()
+        starts = self.starts(node)
+        if starts is None or len(node.outputs) != 1:
+            same = producer is not None and producer.op_type == node.op_type and len(node.outputs) == 1
+            return same and len(_data(node)) == len(_data(producer)) and self.match(node, producer, "output value")
+        region = self.source.region([value], starts)
+        if region is None or (found := self.completed(node, region, value, starts)) is None:
             return False
-        if named and len(node.outputs) == 1 and value not in self.values.values():
+        region, value = found
+        if len(region) == 1 and region[0].op_type == node.op_type:
+            return self.match(node, region[0], "output value")
+        if len(node.outputs) == 1 and value not in self.values.values():
             self.values[node.outputs[0]] = value  # it makes that value (in a layout of its own, perhaps)
-        return True
+        return self.fuse(node, region)
+
+    def completed(self, node: ir.Node, region: list[ir.Node], value: ir.Value, starts: set[ir.Value]):
+        """``(region, value)``, grown on when the node reads more than the region does (rule 6)."""
+        if not _reads(region) < starts or len(node.outputs) != 1:
+            return region, value
+        return self.source.grown(region, value, starts, _uses(node.outputs[0]))
 
     def forward(self, node: ir.Node) -> bool:  # rule 4
         data = {
@@ -441,6 +507,9 @@ class _Matcher:
         if len(smallest) != 1:  # the one it stands for is the smallest; a tie says nothing
             return False
         region, value = smallest[0]
+        if (found := self.completed(node, region, value, starts)) is None:
+            return False
+        region, value = found
         if len(region) == 1 and region[0].op_type == node.op_type:
             return self.match(node, region[0], "output value")
         self.values.setdefault(node.outputs[0], value)
@@ -496,14 +565,22 @@ class _Matcher:
         return self.fuse(node, region)
 
     def by_prefix(self, nodes: list[ir.Node]) -> None:  # rule 7
-        names = sorted(self.source.by_name, key=len, reverse=True)
         for node in nodes:
-            if node in self.tags or not node.name:
-                continue
-            for name in names:
-                if node.name.startswith(name) and node.name[len(name) : len(name) + 1] in ("/", "_", ":"):
-                    self.tags[node] = (get_tags(self.source.by_name[name]), "name prefix")
-                    break
+            if node not in self.tags and node.name:
+                found = next((self.source.by_name[p] for p in _prefixes(node.name) if p in self.source.by_name), None)
+                if found is not None:
+                    self.tags[node] = (get_tags(found), "name prefix")
+        # the tool's own names: a helper named after an op it made, or after that op's raw output
+        own: dict[str, ir.Node] = {}
+        for node in nodes:
+            if node in self.tags and node.op_type not in HELPER_OPS:
+                own.update({v.name: node for v in node.outputs if v.name and v not in self.values})
+                own[node.name] = node
+        for node in nodes:
+            if node not in self.tags and node.op_type in HELPER_OPS and node.name:
+                found = next((own[p] for p in _prefixes(node.name) if p in own), None)
+                if found is not None:
+                    self.tags[node] = ([self.tags[found][0][0]], "name prefix")
 
     def helpers(self, nodes: list[ir.Node]) -> None:  # rule 8
         changed = True
