@@ -1,0 +1,283 @@
+"""The rules of :class:`~hiercompile.passes.RetagPass` over one transformed graph, one method each
+(the pass's docstring states them)."""
+
+from __future__ import annotations
+
+__all__ = ["Matcher"]
+
+import json
+from collections.abc import Iterable
+
+import onnx_ir as ir
+
+from ._retag_graph import (
+    HELPER_OPS,
+    SourceIndex,
+    as_after_helpers,
+    data_inputs,
+    name_prefixes,
+    readers,
+    reads,
+    through_helpers,
+    traced,
+)
+from .tags import TAGS_KEY, common_ancestor, get_tags, metadata_of
+
+
+class Matcher:
+    """The rules of :class:`RetagPass` over one transformed graph, one method each."""
+
+    def __init__(self, source: SourceIndex, graph: ir.Graph) -> None:
+        self.source = source
+        self.graph = graph
+        self.values: dict[ir.Value, ir.Value] = {}  # transformed value -> source value
+        self.matched: dict[ir.Node, ir.Node] = {}  # one-to-one matches
+        self.tags: dict[ir.Node, tuple[list[str], str]] = {}  # node -> (tags, rule)
+        outputs = (v for n in ir.traversal.RecursiveGraphIterator(graph) for v in n.outputs)
+        for value in [*graph.inputs, *graph.initializers.values(), *outputs]:
+            if value.name in source.values:  # rule 1
+                self.values[value] = source.values[value.name]
+        for name, value in graph.initializers.items():
+            if value not in self.values and (weight := source.weight_behind(name)) is not None:
+                self.values[value] = weight
+
+    def run(self, nodes: list[ir.Node]) -> None:
+        exact = (self.by_name, self.by_output_value, self.by_value_suffix, self.forward, self.backward)
+        for rules in (exact, (*exact, self.through_weights)):  # rule 5b once the exact ones found all they can
+            changed = True
+            while changed:
+                changed = False
+                for node in nodes:
+                    if node not in self.tags and any(rule(node) for rule in rules):
+                        changed = True
+        self.by_prefix(nodes)
+        self.helpers(nodes)
+
+    # --- recording --------------------------------------------------------------------------------
+
+    def match(self, node: ir.Node, original: ir.Node, rule: str) -> bool:
+        self.matched[node] = original
+        self.tags[node] = (get_tags(original), rule)
+        if len(node.outputs) == len(original.outputs):
+            for mine, theirs in zip(node.outputs, original.outputs, strict=True):
+                self.values.setdefault(mine, theirs)
+        return True
+
+    def fuse(self, node: ir.Node, region: Iterable[ir.Node]) -> bool:
+        ordered = sorted(region, key=self.source.position.__getitem__)
+        every = list(dict.fromkeys(t for n in ordered for t in get_tags(n)))
+        if not every:
+            return False
+        self.tags[node] = ([common_ancestor(every), *every], "fusion")  # rule 6
+        return True
+
+    def starts(self, node: ir.Node) -> set[ir.Value] | None:
+        """The source values of the node's data inputs, through helpers; None until all are known."""
+        found = set()
+        for value in node.inputs:
+            if value is None or value.is_initializer():
+                continue
+            known = through_helpers(value, self.values)
+            if known is None:
+                return None
+            found.add(known)
+        return found
+
+    def fuse_up_to(self, node: ir.Node, ends: list[ir.Value]) -> bool:
+        """Rule 6 for a node whose outputs are the source values ``ends``."""
+        starts = self.starts(node)
+        region = self.source.region(ends, starts) if starts is not None else None
+        return region is not None and reads(region) <= starts and self.fuse(node, region)
+
+    # --- the rules --------------------------------------------------------------------------------
+
+    def by_name(self, node: ir.Node) -> bool:  # rule 2
+        original = self.source.by_name.get(node.name)
+        return original is not None and original.op_type == node.op_type and self.match(node, original, "name")
+
+    def by_output_value(self, node: ir.Node) -> bool:  # rule 3
+        known = [self.values[v] for v in node.outputs if v in self.values]
+        named = (
+            not known
+            and node.op_type not in HELPER_OPS  # a reshape named after the value it prepares is no fusion
+            and (value := self.source.value_named_in(node.name)) is not None
+        )
+        if named:
+            return self.named_after(node, value)
+        if not known:
+            return False
+        producer = known[0].producer()
+        if producer is not None and producer.op_type == node.op_type and len(known) == len(node.outputs):
+            return self.match(node, producer, "output value")
+        return self.fuse_up_to(node, known)
+
+    def named_after(self, node: ir.Node, value: ir.Value) -> bool:  # rule 3, a node named after a value
+        producer = value.producer()
+        starts = self.starts(node)
+        if starts is None or len(node.outputs) != 1:
+            same = producer is not None and producer.op_type == node.op_type and len(node.outputs) == 1
+            return (
+                same
+                and len(data_inputs(node)) == len(data_inputs(producer))
+                and self.match(node, producer, "output value")
+            )
+        region = self.source.region([value], starts)
+        if region is None or (found := self.completed(node, region, value, starts)) is None:
+            return False
+        region, value = found
+        if len(region) == 1 and region[0].op_type == node.op_type:
+            return self.match(node, region[0], "output value")
+        if len(node.outputs) == 1 and value not in self.values.values():
+            self.values[node.outputs[0]] = value  # it makes that value (in a layout of its own, perhaps)
+        return self.fuse(node, region)
+
+    def completed(self, node: ir.Node, region: list[ir.Node], value: ir.Value, starts: set[ir.Value]):
+        """``(region, value)``, grown on when the node reads more than the region does (rule 6)."""
+        if not reads(region) < starts or len(node.outputs) != 1:
+            return region, value
+        return self.source.grown(region, value, starts, readers(node.outputs[0]))
+
+    def forward(self, node: ir.Node) -> bool:  # rule 4
+        data = {
+            i: through_helpers(v, self.values)
+            for i, v in enumerate(node.inputs)
+            if v is not None and not v.is_initializer()
+        }
+        if not data or any(v is None for v in data.values()):
+            return False
+
+        def fits(candidate: ir.Node) -> bool:
+            if candidate.op_type != node.op_type or len(candidate.inputs) != len(node.inputs):
+                return False
+            return all(value is candidate.inputs[i] for i, value in data.items())
+
+        first = min(data)
+        candidates = {c for c, index in self.source.consumers.get(data[first], []) if index == first and fits(c)}
+        return len(candidates) == 1 and self.match(node, candidates.pop(), "structure")
+
+    def by_value_suffix(self, node: ir.Node) -> bool:  # rule 3, inlined function bodies
+        if not node.outputs or node.outputs[0] in self.values:
+            return False
+        starts = self.starts(node)
+        if starts is None:
+            return False
+        names = [node.outputs[0].name or "", node.name or ""]  # a tool may name the node after the value
+        names += ["_".join(node.name.split("_")[:k]) for k in range(node.name.count("_"), 0, -1)] if node.name else []
+        candidates = list(dict.fromkeys(c for name in names for c in self.source.by_suffix(name)))
+        passed = [c for c in candidates if c in starts]
+        if len(passed) == 1:  # the value it reads, reshaped or rescaled: a helper, or a tool's own form of it
+            self.values.setdefault(node.outputs[0], passed[0])
+            producer = passed[0].producer()
+            if node.op_type in HELPER_OPS or producer is None:
+                return True
+            self.tags[node] = (get_tags(producer), "output value")
+            return True
+        if node.op_type in HELPER_OPS:
+            return False
+        fitting = []  # regions that read only what it reads (it may read more: a residual it fused in)
+        for candidate in candidates:
+            region = self.source.region([candidate], starts)
+            read = reads(region or [])
+            if region and read and read <= starts:
+                fitting.append((region, candidate))
+        smallest = [f for f in fitting if len(f[0]) == min((len(r) for r, _ in fitting), default=0)]
+        if len(smallest) != 1:  # the one it stands for is the smallest; a tie says nothing
+            return False
+        region, value = smallest[0]
+        if (found := self.completed(node, region, value, starts)) is None:
+            return False
+        region, value = found
+        if len(region) == 1 and region[0].op_type == node.op_type:
+            return self.match(node, region[0], "output value")
+        self.values.setdefault(node.outputs[0], value)
+        return self.fuse(node, region)
+
+    def backward(self, node: ir.Node) -> bool:  # rule 5
+        ends = []
+        for value in node.outputs:
+            for user, index in value.uses():
+                original = self.matched.get(user)
+                if original is not None and index < len(original.inputs) and original.inputs[index] is not None:
+                    self.values.setdefault(value, original.inputs[index])
+                    ends.append(original.inputs[index])
+                    break
+        if not ends:
+            return False
+        producer = ends[0].producer()
+        if producer is not None and producer.op_type == node.op_type and len(ends) == len(node.outputs):
+            return self.match(node, producer, "structure")
+        return self.fuse_up_to(node, ends)
+
+    def through_weights(self, node: ir.Node) -> bool:  # rule 5b
+        if node.op_type in HELPER_OPS:
+            return False
+        seeds = set()
+        for value in node.inputs:
+            if value is not None and value.is_initializer() and value in self.values:
+                users = self.source.consumers.get(self.values[value], [])
+                if len(users) == 1 and self.values[value].is_initializer():
+                    seeds.add(users[0][0])
+        starts = self.starts(node)
+        if not seeds or starts is None:
+            return False
+        # the weights' readers and every node between them and the data it reads
+        region = self.source.region([v for n in seeds for v in n.outputs], starts)
+        if not region or reads(region) != starts:  # the weights point elsewhere (a tool merged equal ones)
+            return False
+        inside = set(region)
+        if len(inside) == 1 and region[0].op_type == node.op_type:
+            return self.match(node, region[0], "structure")
+        sinks = [
+            value
+            for n in self.source.nodes
+            if n in inside
+            for value in n.outputs
+            if value.is_graph_output() or any(user not in inside for user, _ in self.source.consumers.get(value, []))
+        ]
+        depth = max(
+            (traced(v, self.values)[1] for v in node.inputs if v is not None and not v.is_initializer()), default=0
+        )
+        if len(sinks) == 1 and (same := as_after_helpers(node.outputs[0], sinks[0], depth)) is not None:
+            self.values.setdefault(same, sinks[0])
+        return self.fuse(node, region)
+
+    def by_prefix(self, nodes: list[ir.Node]) -> None:  # rule 7
+        for node in nodes:
+            if node not in self.tags and node.name:
+                found = next(
+                    (self.source.by_name[p] for p in name_prefixes(node.name) if p in self.source.by_name), None
+                )
+                if found is not None:
+                    self.tags[node] = (get_tags(found), "name prefix")
+        # the tool's own names: a helper named after an op it made, or after that op's raw output
+        own: dict[str, ir.Node] = {}
+        for node in nodes:
+            if node in self.tags and node.op_type not in HELPER_OPS:
+                own.update({v.name: node for v in node.outputs if v.name and v not in self.values})
+                own[node.name] = node
+        for node in nodes:
+            if node not in self.tags and node.op_type in HELPER_OPS and node.name:
+                found = next((own[p] for p in name_prefixes(node.name) if p in own), None)
+                if found is not None:
+                    self.tags[node] = ([self.tags[found][0][0]], "name prefix")
+
+    def helpers(self, nodes: list[ir.Node]) -> None:  # rule 8
+        changed = True
+        while changed:
+            changed = False
+            for node in nodes:
+                if node in self.tags or node.op_type not in HELPER_OPS:
+                    continue
+                users = [u for v in node.outputs for u, _ in v.uses()]
+                producers = [v.producer() for v in node.inputs if v is not None and v.producer() in self.tags]
+                if users and not all(u in self.tags for u in users):
+                    continue  # the op it serves is not tagged (yet)
+                served = users or producers
+                if served:
+                    self.tags[node] = ([common_ancestor(self.tags[n][0][0] for n in served)], "helper")
+                    changed = True
+
+    def tag_initializers(self, root: str) -> None:  # rule 10
+        for name, value in self.graph.initializers.items():
+            found = self.source.initializer_tags.get(name) or {t for user, _ in value.uses() for t in get_tags(user)}
+            metadata_of(value)[TAGS_KEY] = json.dumps(sorted(set(found or [root])))
