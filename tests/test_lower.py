@@ -79,3 +79,19 @@ def test_custom_translation_table_is_forwarded():
         hidden = model.lin(x)
     want = (hidden * hidden.sum(dim=1, keepdim=True)).numpy()  # the translation's own arithmetic
     np.testing.assert_allclose(run_ir(result.model, {"x": x.numpy()})[0], want, atol=1e-5)
+
+
+def test_translation_table_is_torchs_own():
+    from hiercompile._exporter._lower import _new_registry
+    from torch.onnx._internal.exporter._registration import ONNXRegistry
+
+    ours, torchs = _new_registry(23), ONNXRegistry.from_torchlib(opset_version=23)
+
+    def entries(registry):
+        return {
+            target: [(m.onnx_function, m.fx_target, m.is_complex, m.is_custom) for m in metas]
+            for target, metas in registry.functions.items()
+        }
+
+    assert ours.opset_version == torchs.opset_version and len(ours.functions) > 400
+    assert entries(ours) == entries(torchs)  # the same translations, in the same order of preference

@@ -156,25 +156,54 @@ def _decompose(program: torch.export.ExportedProgram, ops: list[torch._ops.OpOve
 
 @functools.cache
 def _torchlib_registry(opset: int) -> Any:
-    """torch's table of ONNX translations for ``opset``. It takes about 2 s to build (from
-    onnxscript's sources) and depends on the opset alone, so it is built once per process;
-    ``torch.onnx.export`` builds it at every call, which each file of a task, each graph
-    of the compile backend and each export in a loop would pay again."""
+    """torch's table of ONNX translations for ``opset``, built once per process: it depends on
+    the opset alone, and ``torch.onnx.export`` builds it at every call, which each file of a
+    task, each graph of the compile backend and each export in a loop would pay again."""
+    return _new_registry(opset)
+
+
+def _new_registry(opset: int) -> Any:
+    """What ``ONNXRegistry.from_torchlib`` builds, without its cost: torch asks onnxscript for
+    each of ~500 translations' domain, which onnxscript finds by parsing the function's
+    source (about 1 s), and then never reads it. Falls back to torch's own on another
+    torch or onnxscript."""
     from torch.onnx._internal.exporter import _registration
 
-    return _registration.ONNXRegistry.from_torchlib(opset_version=opset)
+    try:
+        from onnxscript.function_libs.torch_lib import ops, registration  # noqa: F401 (ops: registers them)
+        from torch.onnx._internal.exporter._torchlib import _torchlib_registry as torch_side
+
+        registry = _registration.ONNXRegistry()
+        registry._opset_version = opset
+        for meta in torch_side.get_torchlib_ops():
+            registry._register(meta.fx_target, meta)
+        for name, functions in registration.default_registry.items():
+            target = None if name.startswith("internal::") else _registration._get_overload(name)
+            if target is None:
+                continue
+            for function, is_complex in [(f, False) for f in functions.overloads] + [
+                (f, True) for f in functions.complex
+            ]:
+                meta = _registration.OnnxDecompMeta(
+                    onnx_function=function, fx_target=target, signature=None, is_custom=False, is_complex=is_complex
+                )
+                registry._register(target, meta)
+        registry._cleanup_registry_based_on_opset_version()
+    except (ImportError, AttributeError, TypeError):
+        return _registration.ONNXRegistry.from_torchlib(opset_version=opset)
+    return registry
 
 
 def _translate(program: torch.export.ExportedProgram, lowering: Lowering) -> torch.onnx.ONNXProgram:
     """What ``torch.onnx.export(program, dynamo=True, optimize=False)`` does, with the
     translation table built once (:func:`_torchlib_registry`)."""
     from torch.onnx import _constants as onnx_constants
-    from torch.onnx._internal.exporter import _constants, _core, _registration
+    from torch.onnx._internal.exporter import _constants, _core
 
     opset = lowering.opset_version or onnx_constants.ONNX_DEFAULT_OPSET
     table_opset = max(opset, _constants.TORCHLIB_OPSET)  # older opsets: converted after, as torch does
     if lowering.custom_translation_table:  # the caller's translations go into a table of its own
-        registry = _registration.ONNXRegistry.from_torchlib(opset_version=table_opset)
+        registry = _new_registry(table_opset)
         for op, translation in lowering.custom_translation_table.items():
             registry.register_op(op, translation, is_complex=False)
     else:
