@@ -114,6 +114,15 @@ class SourceIndex:
                 stack.append(value.producer())
         return list(found) or None
 
+    def helper_forms(self, value: ir.Value) -> list[ir.Value]:
+        """``value`` and what chains of helper nodes of the source make of it (a transpose, a reshape)."""
+        forms = [value]
+        for form in forms:
+            for user, index in self.consumers.get(form, []):
+                if index == 0 and user.op_type in HELPER_OPS and len(forms) < 8:
+                    forms.extend(user.outputs)
+        return forms
+
     def grown(self, region: list[ir.Node], value: ir.Value, starts: set[ir.Value], uses: collections.Counter):
         """A region that reads less than the node it stands for, grown forward along the one
         consumer of its value until it reads all the node reads (a convolution that fused the

@@ -6,7 +6,7 @@ from __future__ import annotations
 __all__ = ["Matcher"]
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import onnx_ir as ir
 
@@ -22,6 +22,16 @@ from ._retag_graph import (
     traced,
 )
 from .tags import TAGS_KEY, common_ancestor, get_tags, metadata_of
+
+
+def feeds_an_op(node: ir.Node) -> bool:
+    """Whether ``node`` is an op, or a helper whose outputs reach an op through helpers."""
+    if node.op_type not in HELPER_OPS:
+        return True
+    return any(feeds_an_op(user) for value in node.outputs for user, _ in value.uses())
+
+
+_MAX_GROUP = 8  # more new nodes than this between known values: no evidence of what each stands for
 
 
 class Matcher:
@@ -51,6 +61,7 @@ class Matcher:
                     if node not in self.tags and any(rule(node) for rule in rules):
                         changed = True
         self.by_prefix(nodes)
+        self.groups(nodes)
         self.helpers(nodes)
 
     # --- recording --------------------------------------------------------------------------------
@@ -146,14 +157,24 @@ class Matcher:
         if not data or any(v is None for v in data.values()):
             return False
 
-        def fits(candidate: ir.Node) -> bool:
+        def fits(candidate: ir.Node, forms: Callable[[ir.Value], list[ir.Value]]) -> bool:
             if candidate.op_type != node.op_type or len(candidate.inputs) != len(node.inputs):
                 return False
-            return all(value is candidate.inputs[i] for i, value in data.items())
+            return all(candidate.inputs[i] in forms(value) for i, value in data.items())
 
         first = min(data)
-        candidates = {c for c, index in self.source.consumers.get(data[first], []) if index == first and fits(c)}
-        return len(candidates) == 1 and self.match(node, candidates.pop(), "structure")
+        # the values it reads; else those or the forms helper nodes of the source made of them,
+        # which a tool removed (a transpose a layout change made needless)
+        for forms in ((lambda v: [v]), self.source.helper_forms):
+            candidates = {
+                c
+                for value in forms(data[first])
+                for c, index in self.source.consumers.get(value, [])
+                if index == first and fits(c, forms)
+            }
+            if candidates:
+                return len(candidates) == 1 and self.match(node, candidates.pop(), "structure")
+        return False
 
     def by_value_suffix(self, node: ir.Node) -> bool:  # rule 3, inlined function bodies
         if not node.outputs or node.outputs[0] in self.values:
@@ -164,15 +185,11 @@ class Matcher:
         names = [node.outputs[0].name or "", node.name or ""]  # a tool may name the node after the value
         names += ["_".join(node.name.split("_")[:k]) for k in range(node.name.count("_"), 0, -1)] if node.name else []
         candidates = list(dict.fromkeys(c for name in names for c in self.source.by_suffix(name)))
-        passed = [c for c in candidates if c in starts]
-        if len(passed) == 1:  # the value it reads, reshaped or rescaled: a helper, or a tool's own form of it
-            self.values.setdefault(node.outputs[0], passed[0])
-            producer = passed[0].producer()
-            if node.op_type in HELPER_OPS or producer is None:
+        if node.op_type in HELPER_OPS:  # named after the value it reads, or a helper's form of it
+            passed = [c for c in candidates if any(c in self.source.helper_forms(start) for start in starts)]
+            if len(passed) == 1:
+                self.values.setdefault(node.outputs[0], passed[0])
                 return True
-            self.tags[node] = (get_tags(producer), "output value")
-            return True
-        if node.op_type in HELPER_OPS:
             return False
         fitting = []  # regions that read only what it reads (it may read more: a residual it fused in)
         for candidate in candidates:
@@ -250,7 +267,8 @@ class Matcher:
                 if found is not None:
                     self.tags[node] = (get_tags(found), "name prefix")
         # the tool's own names: a helper named after an op it made, or after that op's raw output
-        own: dict[str, ir.Node] = {}
+        # (named after a value of the source instead, it prepares that value for the ops reading it: rule 8)
+        own: dict[str, ir.Node | None] = {v.name: None for v in self.values if v.name}
         for node in nodes:
             if node in self.tags and node.op_type not in HELPER_OPS:
                 own.update({v.name: node for v in node.outputs if v.name and v not in self.values})
@@ -261,6 +279,37 @@ class Matcher:
                 if found is not None:
                     self.tags[node] = ([self.tags[found][0][0]], "name prefix")
 
+    def groups(self, nodes: list[ir.Node]) -> None:  # rule 6, several new nodes for several old ones
+        untagged = {n for n in nodes if n not in self.tags and n.op_type not in HELPER_OPS}
+        seen: set[ir.Node] = set()
+        for node in nodes:
+            if node not in untagged or node in seen:
+                continue
+            group, stack = set(), [node]  # the untagged ops connected to it by data edges
+            while stack and len(group) <= _MAX_GROUP:
+                member = stack.pop()
+                if member in group:
+                    continue
+                group.add(member)
+                stack += [v.producer() for v in member.inputs if v is not None and v.producer() in untagged]
+                stack += [user for v in member.outputs for user, _ in v.uses() if user in untagged]
+            seen |= group
+            if len(group) < 2 or len(group) > _MAX_GROUP:
+                continue
+            outputs = [
+                v
+                for n in group
+                for v in n.outputs
+                if v.is_graph_output() or any(user not in group for user, _ in v.uses())
+            ]
+            starts = {through_helpers(v, self.values) for v in reads(group)}
+            if None in starts or not outputs or any(v not in self.values for v in outputs):
+                continue
+            region = self.source.region([self.values[v] for v in outputs], starts)
+            if region is not None and reads(region) <= starts:
+                for member in group:
+                    self.fuse(member, region)
+
     def helpers(self, nodes: list[ir.Node]) -> None:  # rule 8
         changed = True
         while changed:
@@ -268,7 +317,8 @@ class Matcher:
             for node in nodes:
                 if node in self.tags or node.op_type not in HELPER_OPS:
                     continue
-                users = [u for v in node.outputs for u, _ in v.uses()]
+                # helpers after it that lead to no op (a quantize-dequantize pair on a graph output) wait on nothing
+                users = [u for v in node.outputs for u, _ in v.uses() if u in self.tags or feeds_an_op(u)]
                 producers = [v.producer() for v in node.inputs if v is not None and v.producer() in self.tags]
                 if users and not all(u in self.tags for u in users):
                     continue  # the op it serves is not tagged (yet)

@@ -66,14 +66,20 @@ class RetagPass(ir.passes.InPlacePass):
        is a fusion of the source nodes between its inputs and that value (rule 6). An
        inlined function body's value is named as the source's from its first ``/`` on,
        under another prefix (the node's output, or the node itself plus ``_…``): of the
-       source values so named, the one its traced data inputs carry (a reshaped or
-       rescaled form of it), else the one whose producing nodes read only those inputs
-       and are fewest, is it.
+       source values so named, for a helper node the one it reads (or a form helper nodes
+       of the source made of it), else the one whose producing nodes read only those
+       inputs and are fewest, is it. A node named after a value but reading more than the
+       nodes making it (a convolution that fused the residual sum after it) stands for
+       those nodes and the ones after them up to where they read all it reads, then on
+       through ops reading nothing more to the one value read by the ops reading its
+       output (the activation after the sum).
     4. **Structure, forward.** A node whose data inputs (weights aside: tools merge equal
        ones) are all known values, looking back through helper nodes, and that with its
        op type and those values at the same positions matches exactly one source node,
        has its tags; its outputs become that node's values. This follows renamed graphs
-       (inlined functions, simplifiers) from the inputs they keep.
+       (inlined functions, simplifiers) from the inputs they keep. With no such node, the
+       values may be read through helper nodes of the source a tool removed (a transpose
+       a layout change made needless).
     5. **Structure, backward.** A node whose output a matched node reads at position k
        makes the value the source node reads there: same op, it is that value's
        producer; otherwise a fusion (rule 6).
@@ -86,15 +92,19 @@ class RetagPass(ir.passes.InPlacePass):
     6. **Fusion.** A node that stands for several source nodes (those between the values
        its inputs and outputs match, looking through helper nodes) carries all their
        tags; its primary tag is the innermost module holding them all. Every input
-       must be traced first, so the region has its lower bound.
+       must be traced first, so the region has its lower bound, and the region reads
+       nothing the node does not. A connected group of up to 8 untagged ops between known
+       values (three projections merged into one MatMul and a Split) stands, each of its
+       nodes, for the source nodes between those values.
     7. **Name prefix.** A node whose name extends a source node's name by ``/``, ``_`` or
        ``:`` (``…/MatMul_0_quant``, ``…/MatMul_3/MatMulScaleFusion/``) has its tags. A
        helper whose name so extends the name of a tagged op of the transformed model, or of
        an output of that op the source does not have (``…/Conv_0_quant_output_scale_mul``,
        ``…_output_quantized_cast``: finishing the op's raw output), serves that op.
+       Named after a value of the source, it prepares that value for its readers (rule 8).
     8. **Helpers.** A quantize, dequantize, cast, reshape or similar node a tool put
        around an op takes the innermost module of the ops it feeds once all are tagged,
-       or, feeding none (a graph output), of the ops that feed it.
+       or, feeding none (a graph output, through more helpers), of the ops that feed it.
     9. Nothing else is guessed: a node no rule reaches stays untagged and is listed in
        the result with its op and why. Nodes inside control-flow branches are matched
        like the others.

@@ -82,8 +82,9 @@ def test_custom_translation_table_is_forwarded():
 
 
 def test_translation_table_is_torchs_own():
-    from hiercompile._exporter._lower import _new_registry
     from torch.onnx._internal.exporter._registration import ONNXRegistry
+
+    from hiercompile._exporter._lower import _new_registry
 
     ours, torchs = _new_registry(23), ONNXRegistry.from_torchlib(opset_version=23)
 

@@ -207,9 +207,112 @@ def test_a_helper_named_after_a_tools_op_serves_that_op():
     assert tags["add"] == "/M" and result.coverage == 1.0
 
 
+def tagged(text: str, tags: dict[str, str]) -> ir.Model:
+    """A source model whose nodes are named ``/<op>_<k>`` and tagged by that name."""
+    model = ir.from_onnx_text(text)
+    counts: collections.Counter = collections.Counter()
+    for node in model.graph:
+        node.name = f"/{node.op_type}_{counts[node.op_type]}"
+        counts[node.op_type] += 1
+        set_node_tags(node, [tags[node.name]])
+    model.metadata_props[HIERARCHY_KEY] = json.dumps(HIERARCHY)
+    return model
+
+
+def test_merged_ops_stand_for_what_they_merged_and_output_helpers_take_the_op_before():
+    source = tagged(
+        """
+        <ir_version: 10, opset_import: ["" : 20]>
+        g (float[2,4] x) => (float[2,4] y)
+            <float[4,4] wa = {1,0,0,0, 0,1,0,0, 0,0,1,0, 0,0,0,1},
+             float[4,4] wb = {1,0,0,0, 0,1,0,0, 0,0,1,0, 0,0,0,1}> {
+            a = MatMul(x, wa)
+            b = MatMul(x, wb)
+            y = Add(a, b)
+        }
+        """,
+        {"/MatMul_0": "/M/A", "/MatMul_1": "/M/A", "/Add_0": "/M/B"},
+    )
+    # a simplifier merges the two projections of one input into one MatMul and a Split; a
+    # quantizer puts a quantize-dequantize pair on the graph output
+    target = named(
+        """
+        <ir_version: 10, opset_import: ["" : 20]>
+        g (float[2,4] x) => (float[2,4] y)
+            <float[4,8] w = {1,0,0,0,1,0,0,0, 0,1,0,0,0,1,0,0, 0,0,1,0,0,0,1,0, 0,0,0,1,0,0,0,1},
+             float s = {1.0}, uint8 z = {0}> {
+            m = MatMul(x, w)
+            p, q = Split<axis = 1, num_outputs = 2>(m)
+            r = Add(p, q)
+            rq = QuantizeLinear(r, s, z)
+            y = DequantizeLinear(rq, s, z)
+        }
+        """,
+        "MatMul_0",
+        "Split_1",
+        "/Add_0",
+        "y_QuantizeLinear",
+        "y_DequantizeLinear",
+    )
+    result = RetagPass(source)(target)
+    assert {n.name: get_tags(n)[0] for n in target.graph} == {
+        "MatMul_0": "/M/A",
+        "Split_1": "/M/A",  # both stand for the two MatMuls between x and the sum's inputs
+        "/Add_0": "/M/B",
+        "y_QuantizeLinear": "/M/B",
+        "y_DequantizeLinear": "/M/B",
+    }
+    assert result.coverage == 1.0 and result.evidence["fusion"] == 2
+
+
+def test_an_op_is_followed_through_a_helper_a_tool_removed():
+    source = tagged(
+        """
+        <ir_version: 10, opset_import: ["" : 20]>
+        g (float[2,2] x) => (float[2,2] y) {
+            t = Transpose<perm = [1, 0]>(x)
+            y = Relu(t)
+        }
+        """,
+        {"/Transpose_0": "/M/A", "/Relu_0": "/M/B"},
+    )
+    target = named(  # the layout changed: the transpose is gone, the Relu reads x itself
+        """
+        <ir_version: 10, opset_import: ["" : 20]>
+        g (float[2,2] x) => (float[2,2] out) {
+            out = Relu(x)
+        }
+        """,
+        "renamed",
+    )
+    result = RetagPass(source)(target)
+    assert result.matches == {"renamed": "/Relu_0"} and get_tags(next(iter(target.graph))) == ["/M/B"]
+
+
+def test_an_op_named_as_a_value_it_reads_is_not_that_value():
+    # inlined bodies: the block's `/Add_0` reads the value the model's own `/Add_0` made
+    text = """
+        <ir_version: 10, opset_import: ["" : 20]>
+        g (float[2,4] x) => (float[2,4] y) {
+            e = Add(x, x)
+            c = Cos(x)
+            s = Add(e, c)
+            y = Neg(s)
+        }
+        """
+    source = tagged(text, {"/Add_0": "/M/A", "/Cos_0": "/M/A", "/Add_1": "/M/B", "/Neg_0": "/M"})
+    for node, value in zip(source.graph, ["/M/Add_0:0", "/M/Cos_0:0", "/M/b/Add_0:0"], strict=False):
+        node.outputs[0].name = value
+    target = named(text, "f_/Add_0", "f_/Cos_0", "g_/Add_0", "neg")
+    for node in list(target.graph)[:3]:
+        node.outputs[0].name = f"{node.name}:0"
+    RetagPass(source)(target)
+    assert [get_tags(n)[0] for n in target.graph] == ["/M/A", "/M/A", "/M/B", "/M"]
+
+
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory):
-    """BERT tiny and a ResNet, flat and functions form."""
+    """BERT tiny and models of the zoo, flat and functions form."""
     from transformers import BertModel
     from zoo.models import build
 
@@ -217,13 +320,18 @@ def exports(tmp_path_factory):
     torch.manual_seed(0)
     bert = BertModel(bert_config()).eval()
     hiercompile.export(bert, (), root / "bert", kwargs=bert_inputs(), functions=True)
-    resnet, inputs = build("resnet")
-    hiercompile.export(resnet, (), root / "resnet", kwargs=inputs, functions=True)
+    for name in ZOO:
+        model, inputs = build(name)
+        hiercompile.export(model, (), root / name, kwargs=inputs, functions=True)
     return root
 
 
+# a vision model, a decoder, a convolutional model with layer norms, an encoder-decoder
+ZOO = ["resnet", "gpt2", "convnext", "whisper"]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["bert", "resnet"])
+@pytest.mark.parametrize("name", ["bert", *ZOO])
 def test_deployment_tools_keep_their_tags(exports, name, tmp_path):
     from deploy_tools import TEXT_ONLY, TOOLS
 
