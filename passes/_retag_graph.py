@@ -9,6 +9,7 @@ __all__ = [
     "SourceIndex",
     "as_after_helpers",
     "data_inputs",
+    "feeds_an_op",
     "name_prefixes",
     "readers",
     "reads",
@@ -162,6 +163,13 @@ def name_prefixes(name: str) -> Iterable[str]:
     for k in range(len(name) - 1, 0, -1):
         if name[k] in "/_:":
             yield name[:k]
+
+
+def feeds_an_op(node: ir.Node) -> bool:
+    """Whether ``node`` is an op, or a helper whose outputs reach an op through helpers."""
+    if node.op_type not in HELPER_OPS:
+        return True
+    return any(feeds_an_op(user) for value in node.outputs for user, _ in value.uses())
 
 
 def through_helpers(value: ir.Value, values: dict[ir.Value, ir.Value]) -> ir.Value | None:

@@ -15,6 +15,7 @@ from ._retag_graph import (
     SourceIndex,
     as_after_helpers,
     data_inputs,
+    feeds_an_op,
     name_prefixes,
     readers,
     reads,
@@ -22,14 +23,6 @@ from ._retag_graph import (
     traced,
 )
 from .tags import TAGS_KEY, common_ancestor, get_tags, metadata_of
-
-
-def feeds_an_op(node: ir.Node) -> bool:
-    """Whether ``node`` is an op, or a helper whose outputs reach an op through helpers."""
-    if node.op_type not in HELPER_OPS:
-        return True
-    return any(feeds_an_op(user) for value in node.outputs for user, _ in value.uses())
-
 
 _MAX_GROUP = 8  # more new nodes than this between known values: no evidence of what each stands for
 
