@@ -115,6 +115,12 @@ class SourceIndex:
                 stack.append(value.producer())
         return list(found) or None
 
+    def between(self, ends: Iterable[ir.Value], starts: set[ir.Value]) -> list[ir.Node] | None:
+        """:meth:`region`, when it reads nothing but ``starts``: the nodes a node reading
+        ``starts`` and making ``ends`` can stand for."""
+        region = self.region(ends, starts)
+        return region if region is not None and reads(region) <= starts else None
+
     def helper_forms(self, value: ir.Value) -> list[ir.Value]:
         """``value`` and what chains of helper nodes of the source make of it (a transpose, a reshape)."""
         forms = [value]

@@ -87,11 +87,15 @@ class Matcher:
             found.add(known)
         return found
 
-    def fuse_up_to(self, node: ir.Node, ends: list[ir.Value]) -> bool:
-        """Rule 6 for a node whose outputs are the source values ``ends``."""
+    def makes(self, node: ir.Node, ends: list[ir.Value], rule: str) -> bool:
+        """The node makes the source values ``ends``: it is their producer (same op), or a fusion
+        of the source nodes between its inputs and them (rule 6)."""
+        producer = ends[0].producer()
+        if producer is not None and producer.op_type == node.op_type and len(ends) == len(node.outputs):
+            return self.match(node, producer, rule)
         starts = self.starts(node)
-        region = self.source.region(ends, starts) if starts is not None else None
-        return region is not None and reads(region) <= starts and self.fuse(node, region)
+        region = self.source.between(ends, starts) if starts is not None else None
+        return region is not None and self.fuse(node, region)
 
     # --- the rules --------------------------------------------------------------------------------
 
@@ -108,12 +112,7 @@ class Matcher:
         )
         if named:
             return self.named_after(node, value)
-        if not known:
-            return False
-        producer = known[0].producer()
-        if producer is not None and producer.op_type == node.op_type and len(known) == len(node.outputs):
-            return self.match(node, producer, "output value")
-        return self.fuse_up_to(node, known)
+        return bool(known) and self.makes(node, known, "output value")
 
     def named_after(self, node: ir.Node, value: ir.Value) -> bool:  # rule 3, a node named after a value
         producer = value.producer()
@@ -211,12 +210,7 @@ class Matcher:
                     self.values.setdefault(value, original.inputs[index])
                     ends.append(original.inputs[index])
                     break
-        if not ends:
-            return False
-        producer = ends[0].producer()
-        if producer is not None and producer.op_type == node.op_type and len(ends) == len(node.outputs):
-            return self.match(node, producer, "structure")
-        return self.fuse_up_to(node, ends)
+        return bool(ends) and self.makes(node, ends, "structure")
 
     def through_weights(self, node: ir.Node) -> bool:  # rule 5b
         if node.op_type in HELPER_OPS:
@@ -298,8 +292,8 @@ class Matcher:
             starts = {through_helpers(v, self.values) for v in reads(group)}
             if None in starts or not outputs or any(v not in self.values for v in outputs):
                 continue
-            region = self.source.region([self.values[v] for v in outputs], starts)
-            if region is not None and reads(region) <= starts:
+            region = self.source.between([self.values[v] for v in outputs], starts)
+            if region is not None:
                 for member in group:
                     self.fuse(member, region)
 
