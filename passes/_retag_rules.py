@@ -124,7 +124,7 @@ class Matcher:
                 and len(data_inputs(node)) == len(data_inputs(producer))
                 and self.match(node, producer, "output value")
             )
-        region = self.source.region([value], starts)
+        region = self.source.between([value], starts)
         if region is None or (found := self.completed(node, region, value, starts)) is None:
             return False
         region, value = found

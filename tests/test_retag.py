@@ -265,6 +265,27 @@ def test_merged_ops_stand_for_what_they_merged_and_output_helpers_take_the_op_be
     assert result.coverage == 1.0 and result.evidence["fusion"] == 2
 
 
+def test_a_name_is_no_evidence_against_the_data_a_node_reads():
+    # named after the sum, but reading only the Mul's input: it cannot stand for the sum,
+    # which also reads x (a fusion accepts only regions reading what the node reads)
+    target = named(
+        """
+        <ir_version: 10, opset_import: ["" : 20, "com.example" : 1]>
+        g (float[2,4] x) => (float[2,4] y) <float[4] w = {1,2,3,4}> {
+            p = Sin(x)
+            t = com.example.Op(p, w)
+            y = Neg(t)
+        }
+        """,
+        "sin",
+        "s_fused",
+        "neg",
+    )
+    result = RetagPass(residual_source())(target)
+    # it reads the weight only the Mul reads: it stands for that Mul
+    assert get_tags(list(target.graph)[1]) == ["/M/A"] and result.coverage == 1.0
+
+
 def test_an_op_is_followed_through_a_helper_a_tool_removed():
     source = tagged(
         """
