@@ -139,17 +139,23 @@ g (float[2,4] x) => (float[2,4] y) <float[4] w = {1,2,3,4}> {
     y = Neg(r)
 }
 """
-RESIDUAL_TAGS = {"Sin": "/M/B", "Mul": "/M/A", "Add": "/M", "Relu": "/M", "Neg": "/M/B"}
+
+
+def tagged(text: str, tags: dict[str, str]) -> ir.Model:
+    """A source model whose nodes are named ``/<op>_<k>`` and tagged by that name."""
+    model = ir.from_onnx_text(text)
+    counts: collections.Counter = collections.Counter()
+    for node in model.graph:
+        node.name = f"/{node.op_type}_{counts[node.op_type]}"
+        counts[node.op_type] += 1
+        set_node_tags(node, [tags[node.name]])
+    model.metadata_props[HIERARCHY_KEY] = json.dumps(HIERARCHY)
+    return model
 
 
 def residual_source() -> ir.Model:
     """A block whose first op's output is summed with the block's input, then activated."""
-    model = ir.from_onnx_text(RESIDUAL)
-    for node in model.graph:
-        node.name = f"/{node.op_type}_0"
-        set_node_tags(node, [RESIDUAL_TAGS[node.op_type]])
-    model.metadata_props[HIERARCHY_KEY] = json.dumps(HIERARCHY)
-    return model
+    return tagged(RESIDUAL, {"/Sin_0": "/M/B", "/Mul_0": "/M/A", "/Add_0": "/M", "/Relu_0": "/M", "/Neg_0": "/M/B"})
 
 
 def test_a_node_named_after_the_first_op_it_fused_stands_for_all_it_fused():
@@ -205,18 +211,6 @@ def test_a_helper_named_after_a_tools_op_serves_that_op():
     tags = {n.name: get_tags(n)[0] for n in target.graph}
     assert tags["q_cast"] == tags["f_/Mul_0_quant_output_scale_mul"] == tags["f_/Mul_0_quant"] == "/M/A"
     assert tags["add"] == "/M" and result.coverage == 1.0
-
-
-def tagged(text: str, tags: dict[str, str]) -> ir.Model:
-    """A source model whose nodes are named ``/<op>_<k>`` and tagged by that name."""
-    model = ir.from_onnx_text(text)
-    counts: collections.Counter = collections.Counter()
-    for node in model.graph:
-        node.name = f"/{node.op_type}_{counts[node.op_type]}"
-        counts[node.op_type] += 1
-        set_node_tags(node, [tags[node.name]])
-    model.metadata_props[HIERARCHY_KEY] = json.dumps(HIERARCHY)
-    return model
 
 
 def test_merged_ops_stand_for_what_they_merged_and_output_helpers_take_the_op_before():
