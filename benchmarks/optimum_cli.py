@@ -5,7 +5,10 @@ made with ``pip install torch==2.13.0 optimum-onnx onnxruntime`` when missing). 
 checkpoints (BERT, LLaMA, ViT, Whisper; tiny, random weights) are written by that
 venv's transformers, which both tools then read. Each command runs in a fresh process,
 alternating, medians of --runs; optimum validates against PyTorch by default, so
-hiercompile runs with and without ``--validate``. Also each CLI's ``--help``.
+hiercompile runs with and without ``--validate``. Also each CLI's ``--help``, and the
+imports alone of what ``hiercompile export`` runs (torch, transformers and the model's
+class, torch.export, torch's ONNX exporter, onnxscript's translations): the part of
+its time that no work of hiercompile's can reduce.
 
     python benchmarks/optimum_cli.py [--venv /tmp/optimum-venv] [--runs 3]
 """
@@ -65,6 +68,13 @@ def write_checkpoints(python: Path, folder: Path) -> None:
         subprocess.run([str(python), "-c", code], check=True, capture_output=True)
 
 
+IMPORTS = (
+    "import json, sys, transformers, torch.export._trace, torch.onnx._internal.exporter._core, "
+    "onnxscript.function_libs.torch_lib.ops, hiercompile._cli, hiercompile._exporter._pretrained; "
+    "getattr(transformers, json.load(open(sys.argv[1] + '/config.json'))['architectures'][0])"
+)
+
+
 def timed(cmd: list[str]) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
@@ -94,6 +104,7 @@ def main() -> None:
                 "optimum": [*optimum, "export", "onnx", "--model", source, "--task", task, "OUT"],
                 "hiercompile": [*ours, "export", source, "OUT", "--task", task],
                 "hiercompile --validate": [*ours, "export", source, "OUT", "--task", task, "--validate"],
+                "imports": [sys.executable, "-c", IMPORTS, source],
             }
         for name, cmds in commands.items():
             seconds: dict[str, list[float]] = {k: [] for k in cmds}
@@ -109,6 +120,7 @@ def main() -> None:
                     f"{med['optimum']:.2f}",
                     f"{med['hiercompile']:.2f}",
                     f"{med.get('hiercompile --validate', float('nan')):.2f}" if name != "help" else "",
+                    f"{med.get('imports', float('nan')):.2f}" if name != "help" else "",
                     f"{med['hiercompile'] / med['optimum']:.2f}x",
                 ]
             )
@@ -121,7 +133,15 @@ def main() -> None:
         f"Wall seconds of each command in a fresh process, medians of {ns.runs} alternating runs; optimum-onnx in "
         f"its own venv (transformers {version}), validating by default.\n\n"
         + markdown_table(
-            ["checkpoint (task)", "optimum-cli s", "hiercompile s", "hiercompile --validate s", "ratio"], rows
+            [
+                "checkpoint (task)",
+                "optimum-cli s",
+                "hiercompile s",
+                "hiercompile --validate s",
+                "its imports s",
+                "ratio",
+            ],
+            rows,
         )
     )
     write_result("optimum_cli.md", text)

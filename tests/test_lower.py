@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pytest
 import torch
@@ -96,3 +98,72 @@ def test_translation_table_is_torchs_own():
 
     assert ours.opset_version == torchs.opset_version and len(ours.functions) > 400
     assert entries(ours) == entries(torchs)  # the same translations, in the same order of preference
+
+
+class Block(nn.Module):
+    """Ops torch's exporter decomposes (layer_norm's backward-free form, gelu, softmax, addmm) and views."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(8, 8)
+        self.norm = nn.LayerNorm(8)
+
+    def forward(self, x):
+        h = nn.functional.gelu(self.norm(self.lin(x)), approximate="tanh")
+        return h.softmax(-1).reshape(x.shape[0], -1)
+
+
+def _ops(program: torch.export.ExportedProgram) -> Counter:
+    return Counter(
+        str(node.target)
+        for node in program.graph.nodes
+        if node.op == "call_function" and node.target is not torch.ops.aten._assert_tensor_metadata.default
+    )
+
+
+def test_capture_decomposes_as_the_exporter_would_in_one_trace():
+    from torch.onnx._internal.exporter import _fx_passes
+
+    from hiercompile._exporter._capture import capture
+    from hiercompile._exporter._lower import Lowering, _torchlib_registry, decompositions
+
+    x, shapes = torch.randn(3, 4, 8), ({0: torch.export.Dim("batch")},)
+    captured = capture(Block().eval(), (x,), {}, shapes, decompositions(Lowering()))
+    assert captured.decomposed and captured.strategy == "non-strict"
+    traced = torch.export.export(Block().eval(), (x,), dynamic_shapes=shapes)
+    assert "aten.reshape.default" in _ops(traced)  # a composite op the exporter decomposes (to view)
+    twice = _fx_passes.decompose_with_registry(traced, _torchlib_registry(18))
+    assert _ops(captured.program) == _ops(twice) != _ops(traced)
+    stacks = [n.meta.get("nn_module_stack") for n in captured.program.graph.nodes if n.op == "call_function"]
+    assert all(stacks)  # every op still says which modules it ran in: tags need nothing more
+
+
+def test_export_traces_once_and_falls_back_to_two(monkeypatch):
+    import hiercompile._exporter._capture as capture_module
+
+    decomposing = []
+    real = torch.export.ExportedProgram.run_decompositions
+    monkeypatch.setattr(
+        torch.export.ExportedProgram,
+        "run_decompositions",
+        lambda self, *a, **k: decomposing.append(1) or real(self, *a, **k),
+    )
+    torch.manual_seed(0)
+    model, x = Block().eval(), torch.randn(3, 4, 8)
+    once = hiercompile.export(model, (x,), dynamic_shapes=({0: "batch_size"},))
+    assert decomposing == []  # capture decomposed; lowering translated the program as it was
+
+    def fails(decompositions):
+        def run(*args):
+            raise RuntimeError("cannot decompose while tracing")
+
+        return run
+
+    monkeypatch.setattr(capture_module, "_decomposing", fails)
+    twice = hiercompile.export(model, (x,), dynamic_shapes=({0: "batch_size"},))
+    assert decomposing == [1] and twice.capture_strategy == "non-strict"
+    assert once.operations == twice.operations  # the same ops, names and tags either way
+    for result in (once, twice):
+        y = torch.randn(5, 4, 8)
+        with torch.no_grad():
+            np.testing.assert_allclose(run_ir(result.model, {"x": y.numpy()})[0], model(y).numpy(), atol=1e-5)

@@ -33,7 +33,7 @@ from . import _derive
 from ._arguments import output_names_of, read_arguments
 from ._capture import capture, capture_mode, check_inputs
 from ._carry import carry
-from ._lower import Lowering, lower
+from ._lower import Lowering, decompositions, lower
 from ._weights import meta_parameters, meta_values, on_meta
 
 Progress = Callable[[str, float | None], None]
@@ -246,6 +246,8 @@ def export(
     if verbose and progress is None:
         progress = _print_progress
     step = Steps(progress)
+    lowering = Lowering(arguments.opset_version, arguments.custom_translation_table, arguments.axis_names)
+    decomposed = False
     if isinstance(model, torch.export.ExportedProgram):
         program, strategy = model, "given"
         if keep is not None:
@@ -259,10 +261,10 @@ def export(
             capture_mode(model, arguments.training),
             step("capture"),
         ):
-            captured = capture(model, *inputs, arguments.dynamic_shapes)
+            captured = capture(model, *inputs, arguments.dynamic_shapes, decompositions(lowering))
         if values is not None:
-            values = {**buffers, **values}
-        program, strategy = captured.program, captured.strategy
+            lowering = dataclasses.replace(lowering, weights={**buffers, **values})
+        program, strategy, decomposed = captured.program, captured.strategy, captured.decomposed
         hierarchy = ModuleHierarchy(model, keep)
     own = output_names_of(program.call_spec.out_spec)  # the user's names first, the model's for the rest
     if len(own) != len(program.graph_signature.user_outputs):  # outputs that are no tensors: leave the names
@@ -272,7 +274,8 @@ def export(
         program,
         hierarchy,
         step=step,
-        lowering=Lowering(arguments.opset_version, arguments.custom_translation_table, arguments.axis_names, values),
+        lowering=lowering,
+        decomposed=decomposed,
         optimize=optimize,
         input_names=arguments.input_names,
         output_names=names,
@@ -318,6 +321,7 @@ def export_program(
     step: Steps | None = None,
     normalize_path: Callable[[str], str] = str,
     lowering: Lowering | None = None,
+    decomposed: bool = False,
     optimize: bool = True,
     input_names: Sequence[str] | None = None,
     output_names: Sequence[str] | None = None,
@@ -327,13 +331,14 @@ def export_program(
 ) -> ExportResult:
     """Tag, lower, carry and derive: everything after capture, shared with the compile backend.
 
-    ``normalize_path`` maps the module stacks' paths to ``named_modules()`` paths.
+    ``normalize_path`` maps the module stacks' paths to ``named_modules()`` paths;
+    ``decomposed``: capture ran the lowering's decompositions already.
     """
     step = step or Steps()
     with step("tag"):
         _tag_fx(program, hierarchy, normalize_path)
     with step("lower"):
-        onnx_model, decomposed = lower(program, lowering or Lowering())
+        onnx_model, decomposed_program = lower(program, lowering or Lowering(), decomposed=decomposed)
     if output_names is not None and len(output_names) > len(onnx_model.graph.outputs):
         raise InputError(
             f"{len(output_names)} output names for {len(onnx_model.graph.outputs)} outputs of the model; "
@@ -345,11 +350,11 @@ def export_program(
             f"({', '.join(v.name for v in onnx_model.graph.inputs)}); give one name per input"
         )
     with step("carry"):
-        fx_tags = _tag_fx(decomposed, hierarchy, normalize_path)
+        fx_tags = _tag_fx(decomposed_program, hierarchy, normalize_path)
         carry(
             onnx_model,
             fx_tags=fx_tags,
-            fx_calls=call_indices(decomposed.graph_module),
+            fx_calls=call_indices(decomposed_program.graph_module),
             hierarchy=_derive.hierarchy_metadata(hierarchy),
             root_tag=hierarchy.root.tag,
             optimize=optimize,

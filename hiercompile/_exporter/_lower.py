@@ -10,6 +10,7 @@ import re
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
+from unittest import mock
 
 import onnx_ir as ir
 import torch
@@ -59,9 +60,12 @@ class Lowering:
 
 
 def lower(
-    program: torch.export.ExportedProgram, lowering: Lowering | None = None
+    program: torch.export.ExportedProgram, lowering: Lowering | None = None, *, decomposed: bool = False
 ) -> tuple[ir.Model, torch.export.ExportedProgram]:
     """Translate ``program`` to ONNX, unoptimized, and return the model and the decomposed program.
+
+    ``decomposed``: capture already ran :func:`decompositions` (torch's exporter would
+    trace the program once more to run them).
 
     Parameters captured on the meta device take their values from ``lowering.weights``
     (:class:`MetaWeightsPass`).
@@ -83,7 +87,7 @@ def lower(
     remedies = {"views", "custom ops"}
     while True:
         try:
-            onnx_program = _translate(program, lowering)
+            onnx_program = _translate(program, lowering, decomposed)
             break
         except Exception as e:
             text = str(e)
@@ -93,6 +97,7 @@ def lower(
             elif "custom ops" in remedies and (ops := _custom_ops(program, lowering)):
                 remedies.discard("custom ops")  # rule 2
                 program = _decompose(program, ops)
+                decomposed = False  # the ops of their implementations: torch's decompositions run again
             else:
                 raise LowerError(f"lower step (torch.onnx dynamo exporter) failed: {_describe(e)}") from e
     name_axes(onnx_program.model, lowering.axis_names)
@@ -194,21 +199,50 @@ def _new_registry(opset: int) -> Any:
     return registry
 
 
-def _translate(program: torch.export.ExportedProgram, lowering: Lowering) -> torch.onnx.ONNXProgram:
-    """What ``torch.onnx.export(program, dynamo=True, optimize=False)`` does, with the
-    translation table built once (:func:`_torchlib_registry`)."""
+def _registry(lowering: Lowering) -> tuple[Any, int]:
+    """The translation table for ``lowering`` (the caller's translations included) and the opset."""
     from torch.onnx import _constants as onnx_constants
-    from torch.onnx._internal.exporter import _constants, _core
+    from torch.onnx._internal.exporter import _constants
 
     opset = lowering.opset_version or onnx_constants.ONNX_DEFAULT_OPSET
     table_opset = max(opset, _constants.TORCHLIB_OPSET)  # older opsets: converted after, as torch does
-    if lowering.custom_translation_table:  # the caller's translations go into a table of its own
-        registry = _new_registry(table_opset)
-        for op, translation in lowering.custom_translation_table.items():
-            registry.register_op(op, translation, is_complex=False)
-    else:
-        registry = _torchlib_registry(table_opset)
-    with _quiet():
+    if not lowering.custom_translation_table:
+        return _torchlib_registry(table_opset), opset
+    registry = _new_registry(table_opset)  # the caller's translations go into a table of its own
+    for op, translation in lowering.custom_translation_table.items():
+        registry.register_op(op, translation, is_complex=False)
+    return registry, opset
+
+
+def decompositions(lowering: Lowering) -> dict[torch._ops.OperatorBase, Callable]:
+    """The decompositions torch's exporter runs before translating: every ATen op the
+    translation table lacks (those of :func:`_registry`, the caller's included).
+
+    Capture runs them while it traces (one trace instead of two); :func:`lower` then
+    translates the program as it is.
+    """
+    from torch.onnx._internal.exporter import _decomp
+
+    with _quiet():  # building the table warns of torchvision's ops when torchvision is missing
+        registry, _ = _registry(lowering)
+    return _decomp.create_onnx_friendly_decomposition_table(set(_decomp.get_onnx_implemented_overloads(registry)))
+
+
+def _already_decomposed() -> contextlib.AbstractContextManager:
+    """torch's exporter with its decomposition step left out, for a program capture decomposed."""
+    from torch.onnx._internal.exporter import _fx_passes
+
+    return mock.patch.object(_fx_passes, "decompose_with_registry", lambda program, registry: program)
+
+
+def _translate(program: torch.export.ExportedProgram, lowering: Lowering, decomposed: bool) -> torch.onnx.ONNXProgram:
+    """What ``torch.onnx.export(program, dynamo=True, optimize=False)`` does, with the
+    translation table built once (:func:`_torchlib_registry`), and without decomposing
+    again a program that capture decomposed."""
+    from torch.onnx._internal.exporter import _core
+
+    registry, opset = _registry(lowering)
+    with _quiet(), _already_decomposed() if decomposed else contextlib.nullcontext():
         return _core.export(
             program, registry=registry, dynamic_shapes={}, optimize=False, verbose=False, opset_version=opset
         )
