@@ -5,10 +5,9 @@ made with ``pip install torch==2.13.0 optimum-onnx onnxruntime`` when missing). 
 checkpoints (BERT, LLaMA, ViT, Whisper; tiny, random weights) are written by that
 venv's transformers, which both tools then read. Each command runs in a fresh process,
 alternating, medians of --runs; optimum validates against PyTorch by default, so
-hiercompile runs with and without ``--validate``. Also each CLI's ``--help``, and the
-imports alone of what ``hiercompile export`` runs (torch, transformers and the model's
-class, torch.export, torch's ONNX exporter, onnxscript's translations): the part of
-its time that no work of hiercompile's can reduce.
+hiercompile runs with and without ``--validate``. Also each CLI's ``--help``, and each
+export once more in a process that times apart the imports of what it runs and the
+rest, the tool's work (:data:`SPLIT`).
 
     python benchmarks/optimum_cli.py [--venv /tmp/optimum-venv] [--runs 3]
 """
@@ -16,6 +15,7 @@ its time that no work of hiercompile's can reduce.
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import statistics
 import subprocess
@@ -68,21 +68,44 @@ def write_checkpoints(python: Path, folder: Path) -> None:
         subprocess.run([str(python), "-c", code], check=True, capture_output=True)
 
 
-IMPORTS = (
-    "import json, sys, transformers, torch.export._trace, torch.onnx._internal.exporter._core, "
-    "onnxscript.function_libs.torch_lib.ops, hiercompile._cli, hiercompile._exporter._pretrained; "
-    "getattr(transformers, json.load(open(sys.argv[1] + '/config.json'))['architectures'][0])"
-)
+# each CLI's export, in a process that first imports what that export runs (torch,
+# transformers and the model's class; torch.export, torch's ONNX exporter and onnxscript's
+# translations for hiercompile; optimum's exporter and ONNX Runtime for optimum), and
+# says how long the imports and the rest took
+SPLIT = """
+import json, sys, time
+start = time.perf_counter()
+import transformers
+{imports}
+getattr(transformers, json.load(open({source!r} + "/config.json"))["architectures"][0])
+imported = time.perf_counter()
+{run}
+print(f"split {{imported - start}} {{time.perf_counter() - imported}}", file=sys.stderr)
+"""
+IMPORTS = {
+    "hiercompile": "import torch.export._trace, torch.onnx._internal.exporter._core, "
+    "onnxscript.function_libs.torch_lib.ops, hiercompile._exporter._pretrained\nfrom hiercompile._cli import main",
+    "optimum": "import onnxruntime, optimum.exporters.onnx.__main__\nfrom optimum.commands.optimum_cli import main",
+}
+RUN = {"hiercompile": "main(sys.argv[1:])", "optimum": "main()"}
 
 
-def timed(cmd: list[str]) -> float:
+def split(python: str, tool: str, source: str, args: list[str]) -> list[str]:
+    """The command that runs ``tool`` with ``args`` and prints its imports' and its work's seconds."""
+    code = SPLIT.format(imports=IMPORTS[tool], source=source, run=RUN[tool])
+    return [python, "-c", code, *args]
+
+
+def timed(cmd: list[str]) -> float | tuple[float, float]:
+    """Wall seconds of ``cmd``; for a :func:`split` command, the seconds it printed."""
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         proc = subprocess.run([a.replace("OUT", f"{tmp}/out") for a in cmd], capture_output=True, text=True)
         seconds = time.perf_counter() - start
     if proc.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
-    return seconds
+    found = re.search(r"^split (\S+) (\S+)$", proc.stderr, flags=re.M)
+    return (float(found.group(1)), float(found.group(2))) if found else seconds
 
 
 def main() -> None:
@@ -104,24 +127,41 @@ def main() -> None:
                 "optimum": [*optimum, "export", "onnx", "--model", source, "--task", task, "OUT"],
                 "hiercompile": [*ours, "export", source, "OUT", "--task", task],
                 "hiercompile --validate": [*ours, "export", source, "OUT", "--task", task, "--validate"],
-                "imports": [sys.executable, "-c", IMPORTS, source],
+                "optimum split": split(
+                    str(python), "optimum", source, ["export", "onnx", "--model", source, "--task", task, "OUT"]
+                ),
+                "hiercompile split": split(
+                    sys.executable, "hiercompile", source, ["export", source, "OUT", "--task", task]
+                ),
             }
         for name, cmds in commands.items():
-            seconds: dict[str, list[float]] = {k: [] for k in cmds}
+            seconds: dict[str, list] = {k: [] for k in cmds}
             for _ in range(ns.runs):
                 for tool, cmd in cmds.items():
                     seconds[tool].append(timed(cmd))
-            med = {k: statistics.median(v) for k, v in seconds.items()}
+            med = {k: statistics.median(v) for k, v in seconds.items() if "split" not in k}
+            for tool in ("optimum", "hiercompile"):
+                if f"{tool} split" in seconds:
+                    med[f"{tool} imports"] = statistics.median(t[0] for t in seconds[f"{tool} split"])
+                    med[f"{tool} work"] = statistics.median(t[1] for t in seconds[f"{tool} split"])
             print(name, med, file=sys.stderr)
             task = "--help" if name == "help" else f"{name} ({CHECKPOINTS[name][0]})"
+            ratio = f"{med['hiercompile'] / med['optimum']:.2f}x"
+            if name == "help":
+                rows.append([task, f"{med['optimum']:.2f}", f"{med['hiercompile']:.2f}", "", ratio, "", "", "", "", ""])
+                continue
             rows.append(
                 [
                     task,
                     f"{med['optimum']:.2f}",
                     f"{med['hiercompile']:.2f}",
-                    f"{med.get('hiercompile --validate', float('nan')):.2f}" if name != "help" else "",
-                    f"{med.get('imports', float('nan')):.2f}" if name != "help" else "",
-                    f"{med['hiercompile'] / med['optimum']:.2f}x",
+                    f"{med['hiercompile --validate']:.2f}",
+                    ratio,
+                    f"{med['optimum imports']:.2f}",
+                    f"{med['optimum work']:.2f}",
+                    f"{med['hiercompile imports']:.2f}",
+                    f"{med['hiercompile work']:.2f}",
+                    f"{med['hiercompile work'] / med['optimum work']:.2f}x",
                 ]
             )
     version = subprocess.run(
@@ -138,8 +178,12 @@ def main() -> None:
                 "optimum-cli s",
                 "hiercompile s",
                 "hiercompile --validate s",
-                "its imports s",
                 "ratio",
+                "optimum: imports s",
+                "work s",
+                "hiercompile: imports s",
+                "work s",
+                "work ratio",
             ],
             rows,
         )

@@ -86,9 +86,9 @@ def test_custom_translation_table_is_forwarded():
 def test_translation_table_is_torchs_own():
     from torch.onnx._internal.exporter._registration import ONNXRegistry
 
-    from hiercompile._exporter._lower import _new_registry
+    from hiercompile._exporter._translations import new_registry
 
-    ours, torchs = _new_registry(23), ONNXRegistry.from_torchlib(opset_version=23)
+    ours, torchs = new_registry(23), ONNXRegistry.from_torchlib(opset_version=23)
 
     def entries(registry):
         return {
@@ -98,6 +98,12 @@ def test_translation_table_is_torchs_own():
 
     assert ours.opset_version == torchs.opset_version and len(ours.functions) > 400
     assert entries(ours) == entries(torchs)  # the same translations, in the same order of preference
+    unsigned = sum(m.signature is None for metas in ours.functions.values() for m in metas)
+    assert unsigned > 400  # signatures are inferred on lookup, as the model's ops need them
+    for metas in torchs.functions.values():
+        target = metas[0].fx_target
+        assert [str(m.signature) for m in ours.get_decomps(target)] == [str(m.signature) for m in metas], target
+    assert sum(m.signature is None for metas in ours.functions.values() for m in metas) < unsigned
 
 
 class Block(nn.Module):
@@ -125,14 +131,15 @@ def test_capture_decomposes_as_the_exporter_would_in_one_trace():
     from torch.onnx._internal.exporter import _fx_passes
 
     from hiercompile._exporter._capture import capture
-    from hiercompile._exporter._lower import Lowering, _torchlib_registry, decompositions
+    from hiercompile._exporter._lower import Lowering, decompositions
+    from hiercompile._exporter._translations import torchlib_registry
 
     x, shapes = torch.randn(3, 4, 8), ({0: torch.export.Dim("batch")},)
     captured = capture(Block().eval(), (x,), {}, shapes, decompositions(Lowering()))
     assert captured.decomposed and captured.strategy == "non-strict"
     traced = torch.export.export(Block().eval(), (x,), dynamic_shapes=shapes)
     assert "aten.reshape.default" in _ops(traced)  # a composite op the exporter decomposes (to view)
-    twice = _fx_passes.decompose_with_registry(traced, _torchlib_registry(18))
+    twice = _fx_passes.decompose_with_registry(traced, torchlib_registry(18))
     assert _ops(captured.program) == _ops(twice) != _ops(traced)
     stacks = [n.meta.get("nn_module_stack") for n in captured.program.graph.nodes if n.op == "call_function"]
     assert all(stacks)  # every op still says which modules it ran in: tags need nothing more

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import io
 import re
 import warnings
@@ -159,56 +158,18 @@ def _decompose(program: torch.export.ExportedProgram, ops: list[torch._ops.OpOve
         ) from e
 
 
-@functools.cache
-def _torchlib_registry(opset: int) -> Any:
-    """torch's table of ONNX translations for ``opset``, built once per process: it depends on
-    the opset alone, and ``torch.onnx.export`` builds it at every call, which each file of a
-    task, each graph of the compile backend and each export in a loop would pay again."""
-    return _new_registry(opset)
-
-
-def _new_registry(opset: int) -> Any:
-    """What ``ONNXRegistry.from_torchlib`` builds, without its cost: torch asks onnxscript for
-    each of ~500 translations' domain, which onnxscript finds by parsing the function's
-    source (about 1 s), and then never reads it. Falls back to torch's own on another
-    torch or onnxscript."""
-    from torch.onnx._internal.exporter import _registration
-
-    try:
-        from onnxscript.function_libs.torch_lib import ops, registration  # noqa: F401 (ops: registers them)
-        from torch.onnx._internal.exporter._torchlib import _torchlib_registry as torch_side
-
-        registry = _registration.ONNXRegistry()
-        registry._opset_version = opset
-        for meta in torch_side.get_torchlib_ops():
-            registry._register(meta.fx_target, meta)
-        for name, functions in registration.default_registry.items():
-            target = None if name.startswith("internal::") else _registration._get_overload(name)
-            if target is None:
-                continue
-            for function, is_complex in [(f, False) for f in functions.overloads] + [
-                (f, True) for f in functions.complex
-            ]:
-                meta = _registration.OnnxDecompMeta(
-                    onnx_function=function, fx_target=target, signature=None, is_custom=False, is_complex=is_complex
-                )
-                registry._register(target, meta)
-        registry._cleanup_registry_based_on_opset_version()
-    except (ImportError, AttributeError, TypeError):
-        return _registration.ONNXRegistry.from_torchlib(opset_version=opset)
-    return registry
-
-
 def _registry(lowering: Lowering) -> tuple[Any, int]:
     """The translation table for ``lowering`` (the caller's translations included) and the opset."""
     from torch.onnx import _constants as onnx_constants
     from torch.onnx._internal.exporter import _constants
 
+    from ._translations import new_registry, torchlib_registry
+
     opset = lowering.opset_version or onnx_constants.ONNX_DEFAULT_OPSET
     table_opset = max(opset, _constants.TORCHLIB_OPSET)  # older opsets: converted after, as torch does
     if not lowering.custom_translation_table:
-        return _torchlib_registry(table_opset), opset
-    registry = _new_registry(table_opset)  # the caller's translations go into a table of its own
+        return torchlib_registry(table_opset), opset
+    registry = new_registry(table_opset)  # the caller's translations go into a table of its own
     for op, translation in lowering.custom_translation_table.items():
         registry.register_op(op, translation, is_complex=False)
     return registry, opset
@@ -237,7 +198,7 @@ def _already_decomposed() -> contextlib.AbstractContextManager:
 
 def _translate(program: torch.export.ExportedProgram, lowering: Lowering, decomposed: bool) -> torch.onnx.ONNXProgram:
     """What ``torch.onnx.export(program, dynamo=True, optimize=False)`` does, with the
-    translation table built once (:func:`_torchlib_registry`), and without decomposing
+    translation table built once (:func:`._translations.torchlib_registry`), and without decomposing
     again a program that capture decomposed."""
     from torch.onnx._internal.exporter import _core
 

@@ -1,0 +1,79 @@
+"""The lower stage's table of ONNX translations: torch's own, built for less.
+
+``torch.onnx.export`` builds its table (``ONNXRegistry.from_torchlib``) at every call and
+pays twice for work it mostly does not use: it asks onnxscript for each of ~500
+translations' domain, which onnxscript finds by parsing the function's source, and it
+infers every translation's signature, though a model uses a few dozen of them.
+"""
+
+from __future__ import annotations
+
+__all__ = ["new_registry", "torchlib_registry"]
+
+import functools
+
+import torch
+from torch.onnx._internal.exporter import _registration
+
+
+class _Registry(_registration.ONNXRegistry):
+    """torch's table, each translation's signature inferred, as torch infers it, when the
+    translation is first looked up rather than when it is registered."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._unsigned: set[int] = set()  # ids of the entries whose signature is still to infer
+
+    def add(self, target: torch._ops.OpOverload, function: object, is_complex: bool) -> None:
+        meta = _registration.OnnxDecompMeta(
+            onnx_function=function,
+            fx_target=target,
+            signature=None,
+            is_custom=False,
+            is_complex=is_complex,
+            skip_signature_inference=True,
+        )
+        self._unsigned.add(id(meta))
+        self._register(target, meta)
+
+    def get_decomps(self, target: _registration.TorchOp) -> list[_registration.OnnxDecompMeta]:
+        metas = super().get_decomps(target)
+        for meta in metas:
+            if id(meta) in self._unsigned:
+                self._unsigned.discard(id(meta))
+                meta.skip_signature_inference = False
+                meta.__post_init__()  # torch's own inference
+        return metas
+
+
+@functools.cache
+def torchlib_registry(opset: int) -> _registration.ONNXRegistry:
+    """torch's table of ONNX translations for ``opset``, built once per process: it depends on
+    the opset alone, and ``torch.onnx.export`` builds it at every call, which each file of a
+    task, each graph of the compile backend and each export in a loop would pay again."""
+    return new_registry(opset)
+
+
+def new_registry(opset: int) -> _registration.ONNXRegistry:
+    """What ``ONNXRegistry.from_torchlib`` builds, without its cost (module docstring).
+    Falls back to torch's own on another torch or onnxscript."""
+    try:
+        from onnxscript.function_libs.torch_lib import ops, registration  # noqa: F401 (ops: registers them)
+        from torch.onnx._internal.exporter._torchlib import _torchlib_registry as torch_side
+
+        registry = _Registry()
+        registry._opset_version = opset
+        for meta in torch_side.get_torchlib_ops():
+            registry._register(meta.fx_target, meta)
+        for name, functions in registration.default_registry.items():
+            target = None if name.startswith("internal::") else _registration._get_overload(name)
+            if target is None:
+                continue
+            for function in functions.overloads:
+                registry.add(target, function, is_complex=False)
+            for function in functions.complex:
+                registry.add(target, function, is_complex=True)
+        registry._cleanup_registry_based_on_opset_version()
+    except (ImportError, AttributeError, TypeError):
+        return _registration.ONNXRegistry.from_torchlib(opset_version=opset)
+    return registry
