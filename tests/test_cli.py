@@ -26,6 +26,23 @@ def test_unknown_model_is_one_line_error(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_the_command_exits_with_mains_code_and_no_last_collection(tmp_path, monkeypatch, capsys):
+    import gc
+    from importlib.metadata import entry_points
+
+    from hiercompile._cli import run
+
+    assert [e.value for e in entry_points(group="console_scripts", name="hiercompile")] == ["hiercompile._cli:run"]
+    monkeypatch.setattr(sys, "argv", ["hiercompile", "export", "bert-huge", str(tmp_path / "out")])
+    try:
+        with pytest.raises(SystemExit) as info:
+            run()
+        assert info.value.code == 1 and "error:" in capsys.readouterr().err
+        assert gc.get_freeze_count() > 0  # the interpreter's teardown leaves these objects to the OS
+    finally:
+        gc.unfreeze()
+
+
 def test_bad_sizes(tmp_path, capsys):
     assert main(["export", "bert-tiny", str(tmp_path / "out"), "--seq-len", "0"]) == 1
     assert "must be at least 1" in capsys.readouterr().err
