@@ -175,6 +175,7 @@ def cmd_export(ns: argparse.Namespace) -> None:
             validate_outputs=ns.validate,
             atol=ns.atol if ns.atol is not None else 1e-4,
             stream_weights=ns.stream_weights,
+            stack_traces=ns.stack_traces,
             progress=progress,
             on_loaded=lambda source, random: console.print(
                 f"model: {escape(source)}{' [yellow](random weights)[/yellow]' if random else ''}"
@@ -365,6 +366,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--external-data", action="store_true", help="store weights in model.onnx.data (automatic > 2 GB)")
     p.add_argument("--namespace", action="store_true", help="set node namespaces to tags (Model Explorer groups)")
     p.add_argument("--report", action="store_true", help="also write report.html (see `hiercompile report`)")
+    p.add_argument(
+        "--stack-traces",
+        action="store_true",
+        help="keep each op's source lines in its node (pkg.torch.onnx.stack_trace), as torch.onnx.export does",
+    )
     p.add_argument("--seq-len", type=int, default=16, help="sequence length of the example inputs (default 16)")
     p.add_argument("--batch", type=int, default=1, help="batch size of the example inputs (default 1)")
     p.add_argument(

@@ -178,3 +178,50 @@ def test_program_hierarchy_treats_uncalled_parents_as_containers():
     tags = set(hiercompile.export(torch.export.export(model, (x,))).hierarchy)
     assert tags == set(hiercompile.export(model, (x,)).hierarchy) == {"/Stack", "/Stack/Block.0", "/Stack/Block.1"}
     assert ir.serde  # onnx-ir is what the result holds
+
+
+class Branches(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.block = Block()
+
+    def forward(self, x):
+        return torch.cond(x.sum() > 0, lambda x: self.block(x), lambda x: -x, (x,))
+
+
+STACK_TRACE = "pkg.torch.onnx.stack_trace"
+
+
+@pytest.mark.parametrize("model", [Net(), Branches()], ids=["net", "cond"])
+def test_stack_traces_are_torchs_by_default_and_left_out_on_request(model):
+    torch.manual_seed(0)
+    x = torch.randn(3, 4)
+    kept = hiercompile.export(model.eval(), (x,))
+    left = hiercompile.export(model.eval(), (x,), stack_traces=False)
+    nodes = list(kept.model.graph.all_nodes())  # subgraph ops too
+    assert all("test_arguments.py" in n.metadata_props[STACK_TRACE] for n in nodes if n.op_type != "Constant")
+    assert not any(n.metadata_props.get(STACK_TRACE) for n in left.model.graph.all_nodes())
+    assert left.operations == kept.operations and left.hierarchy == kept.hierarchy  # the same ops and tags
+    np.testing.assert_array_equal(run_ir(left.model, {"x": x.numpy()})[0], run_ir(kept.model, {"x": x.numpy()})[0])
+
+
+def test_dynamic_shapes_are_captured_without_the_fake_tensor_cache(monkeypatch):
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    modes = []
+    real = FakeTensorMode.__init__
+    monkeypatch.setattr(FakeTensorMode, "__init__", lambda self, *a, **k: real(self, *a, **k) or modes.append(self))
+    torch.manual_seed(0)
+    model, x = Net().eval(), torch.randn(3, 4)
+    hiercompile.export(model, (x,))
+    assert modes and all(m.cache_enabled for m in modes)  # static shapes: cache hits are cheap
+    modes.clear()
+    result = hiercompile.export(model, (x,), dynamic_shapes=({0: "batch"},))
+    assert modes and not any(m.cache_enabled for m in modes)  # symbolic sizes: an entry costs more than a hit saves
+    assert torch._dynamo.config.fake_tensor_cache_enabled  # the setting is back as it was
+    y = torch.randn(5, 4)
+    with torch.no_grad():
+        want = model(y)
+    got = run_ir(result.model, {"x": y.numpy()})
+    np.testing.assert_allclose(got[0], want["hidden"].numpy(), atol=1e-6)
+    np.testing.assert_allclose(got[1], want["scores"].numpy(), atol=1e-6)

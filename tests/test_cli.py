@@ -75,6 +75,8 @@ def test_export_preset_and_strip_attributes(tmp_path):
     ]
     check_spec(out / "model.onnx", out)
     check_spec(out / "model.functions.onnx")
+    traces = [p.value for n in onnx.load(out / "model.onnx").graph.node for p in n.metadata_props]
+    assert not any("modeling_bert.py" in value for value in traces)  # no source lines unless --stack-traces
     with pytest.raises(onnx.checker.ValidationError):
         onnx.checker.check_model(onnx.load(out / "model.attributes.onnx"), full_check=True)
     stripped = tmp_path / "stripped.onnx"
@@ -246,8 +248,9 @@ def test_ctrl_c_exits_130_and_leaves_nothing(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.slow
 def test_names_shapes_and_dynamic_axes_in_the_summary(tmp_path):
+    options = ["--dynamic", "batch,seq", "--stack-traces"]
     proc = subprocess.run(
-        [sys.executable, "-m", "hiercompile", "export", "bert-tiny", str(tmp_path / "o"), "--dynamic", "batch,seq"],
+        [sys.executable, "-m", "hiercompile", "export", "bert-tiny", str(tmp_path / "o"), *options],
         capture_output=True,
         text=True,
         check=False,
@@ -265,6 +268,9 @@ def test_names_shapes_and_dynamic_axes_in_the_summary(tmp_path):
     dims = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input}
     assert dims == {name: ["batch", "seq"] for name in ("input_ids", "attention_mask", "token_type_ids")}
     assert [o.name for o in model.graph.output] == ["last_hidden_state", "pooler_output"]
+    traces = [p.value for n in model.graph.node for p in n.metadata_props if p.key == "pkg.torch.onnx.stack_trace"]
+    in_model = [value for value in traces if "modeling_bert.py" in value]  # each op's source lines, as torch writes
+    assert len(in_model) > len(traces) / 2 == len(model.graph.node) / 2
     proc = subprocess.run(
         [sys.executable, "-m", "hiercompile", "inspect", str(tmp_path / "o")],
         capture_output=True,

@@ -174,3 +174,77 @@ def test_export_traces_once_and_falls_back_to_two(monkeypatch):
         y = torch.randn(5, 4, 8)
         with torch.no_grad():
             np.testing.assert_allclose(run_ir(result.model, {"x": y.numpy()})[0], model(y).numpy(), atol=1e-5)
+
+
+class Floats(nn.Module):
+    def forward(self, x):
+        return x * x.sigmoid()
+
+
+class IntLiteral(nn.Module):
+    def forward(self, x):
+        return x + 1  # an int where the op computes in float: torch's pass makes it a tensor
+
+
+class MixedDtypes(nn.Module):
+    def forward(self, x, ids):
+        return x * ids + (ids > 0).sum() / 3
+
+
+class PromotesInABranch(nn.Module):
+    def forward(self, x):
+        return torch.cond(x.sum() > 0, lambda x: x * 2, lambda x: x.abs() + 1, (x,))
+
+
+@pytest.mark.parametrize(
+    ("model", "inputs", "needed"),
+    [
+        (Floats(), {"x": torch.randn(2, 4)}, False),
+        (Block().eval(), {"x": torch.randn(3, 4, 8)}, False),
+        (IntLiteral(), {"x": torch.randn(2, 4)}, True),
+        (MixedDtypes(), {"x": torch.randn(2, 4), "ids": torch.ones(2, 4, dtype=torch.long)}, True),
+        (PromotesInABranch(), {"x": torch.randn(2, 4)}, True),
+    ],
+    ids=["floats", "decomposed-block", "int-literal", "mixed-dtypes", "cond-branch"],
+)
+def test_type_promotion_runs_where_torchs_pass_changes_the_program(model, inputs, needed):
+    from torch.onnx._internal.exporter import _fx_passes
+
+    from hiercompile._exporter._capture import capture
+    from hiercompile._exporter._lower import Lowering, decompositions, needs_promotion
+
+    module = capture(model, (), inputs, None, decompositions(Lowering())).program.graph_module
+    assert needs_promotion(module) is needed
+    before = [str(m.graph) for m in module.modules()]
+    _fx_passes.insert_type_promotion_nodes(module)  # torch's own pass, run on every op
+    assert ([str(m.graph) for m in module.modules()] != before) is needed
+
+
+def test_a_program_without_promotions_lowers_as_with_torchs_pass(monkeypatch):
+    import contextlib
+
+    from torch.onnx._internal.exporter import _fx_passes
+
+    import hiercompile._exporter._lower as lower_module
+
+    ran = []
+    real = _fx_passes.insert_type_promotion_nodes
+    monkeypatch.setattr(_fx_passes, "insert_type_promotion_nodes", lambda gm: ran.append(1) or real(gm))
+    torch.manual_seed(0)
+    model, x = Block().eval(), torch.randn(3, 4, 8)
+    skipped = hiercompile.export(model, (x,))
+    assert ran == []
+    monkeypatch.setattr(lower_module, "_promotion_where_needed", contextlib.nullcontext)
+    promoted = hiercompile.export(model, (x,))
+    assert ran == [1] and skipped.operations == promoted.operations
+    with torch.no_grad():
+        np.testing.assert_allclose(run_ir(skipped.model, {"x": x.numpy()})[0], model(x).numpy(), atol=1e-5)
+    ran.clear()
+    monkeypatch.undo()
+    mixed = MixedDtypes()
+    ids = torch.arange(8).reshape(2, 4)
+    result = hiercompile.export(mixed, kwargs={"x": torch.randn(2, 4), "ids": ids})
+    assert "Cast" in {n.op_type for n in result.model.graph}  # the promotion torch's pass inserts
+    feeds = {"x": np.ones((2, 4), np.float32), "ids": ids.numpy()}
+    want = mixed(torch.ones(2, 4), ids).numpy()
+    np.testing.assert_allclose(run_ir(result.model, feeds)[0], want, atol=1e-6)

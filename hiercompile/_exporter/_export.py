@@ -176,6 +176,7 @@ def export(
     scoped_names: bool = True,
     namespace: bool = False,
     weights: str | os.PathLike | None = None,
+    stack_traces: bool = True,
     progress: Progress | None = None,
     **unsupported: Any,
 ) -> ExportResult:
@@ -211,6 +212,8 @@ def export(
             has on the meta device (built with ``accelerate.init_empty_weights()``): the model
             is captured there and each weight copied from its file into the external data
             file when written, never loaded; ``external_data`` is then on by default.
+        stack_traces: each node keeps the source lines its op ran at, as torch.onnx.export
+            writes them (``pkg.torch.onnx.stack_trace``); without, the capture is faster.
         progress: called as each step starts and ends.
     """
     if isinstance(f, dict) and kwargs is None:
@@ -261,7 +264,9 @@ def export(
             capture_mode(model, arguments.training),
             step("capture"),
         ):
-            captured = capture(model, *inputs, arguments.dynamic_shapes, decompositions(lowering))
+            captured = capture(
+                model, *inputs, arguments.dynamic_shapes, decompositions(lowering), stack_traces=stack_traces
+            )
         if values is not None:
             lowering = dataclasses.replace(lowering, weights={**buffers, **values})
         program, strategy, decomposed = captured.program, captured.strategy, captured.decomposed

@@ -196,14 +196,79 @@ def _already_decomposed() -> contextlib.AbstractContextManager:
     return mock.patch.object(_fx_passes, "decompose_with_registry", lambda program, registry: program)
 
 
+def needs_promotion(graph_module: torch.fx.GraphModule) -> bool:
+    """Whether torch's type-promotion pass would change ``graph_module`` (or a subgraph):
+    an op with a promotion rule has an argument of another dtype than the rule asks for.
+
+    Read from the values the capture recorded on each node (``meta["val"]``), as the pass
+    reads them after running every node again with fake tensors; where a value is not
+    there or not of a kind the pass knows, the answer is yes, and the pass decides.
+    """
+    from torch.onnx._internal.fx import type_utils
+    from torch.onnx._internal.fx.passes import type_promotion
+
+    def promotes(arg: Any, dtype: torch.dtype | None) -> bool:  # the cases of the pass's _maybe_promote_arg
+        if dtype is None:
+            return False
+        if isinstance(arg, torch.fx.Node):
+            value = arg.meta.get("val")
+            if isinstance(value, torch.Tensor):
+                return value.dtype != dtype
+            if type_utils.is_torch_symbolic_type(value):
+                return type_utils.from_scalar_type_to_torch_dtype(type(value)) != dtype
+            return True
+        if (scalar := type_utils.from_scalar_type_to_torch_dtype(type(arg))) is not None:
+            return scalar != dtype
+        if isinstance(arg, (tuple, list)):
+            return any(promotes(a, dtype) for a in arg)
+        return True
+
+    table = type_promotion.TypePromotionTable()
+    for module in graph_module.modules():
+        if not isinstance(module, torch.fx.GraphModule):
+            return True
+        for node in module.graph.nodes:
+            rule = type_promotion.get_type_promotion_rule(node, table) if node.op == "call_function" else None
+            if rule is None:
+                continue
+            if any(isinstance(a, torch.fx.Node) and "val" not in a.meta for a in node.all_input_nodes):
+                return True
+            args, kwargs = torch.fx.node.map_arg((node.args, node.kwargs), lambda a: a.meta["val"])
+            wanted = rule.preview_type_promotion(args, kwargs)
+            if any(promotes(a, wanted.args_dtypes.get(i)) for i, a in enumerate(node.args)) or any(
+                promotes(a, wanted.kwargs_dtypes.get(k)) for k, a in node.kwargs.items()
+            ):
+                return True
+    return False
+
+
+def _promotion_where_needed() -> contextlib.AbstractContextManager:
+    """torch's exporter with its type-promotion pass run only on a program it would change
+    (:func:`needs_promotion`): the pass runs every op of the program again with fake
+    tensors to find out, which costs as much as a third of the lowering."""
+    from torch.onnx._internal.exporter import _fx_passes
+
+    promote = _fx_passes.insert_type_promotion_nodes
+
+    def where_needed(graph_module: torch.fx.GraphModule) -> None:
+        if needs_promotion(graph_module):
+            promote(graph_module)
+
+    return mock.patch.object(_fx_passes, "insert_type_promotion_nodes", where_needed)
+
+
 def _translate(program: torch.export.ExportedProgram, lowering: Lowering, decomposed: bool) -> torch.onnx.ONNXProgram:
     """What ``torch.onnx.export(program, dynamo=True, optimize=False)`` does, with the
-    translation table built once (:func:`._translations.torchlib_registry`), and without decomposing
-    again a program that capture decomposed."""
+    translation table built once (:func:`._translations.torchlib_registry`), without decomposing
+    again a program that capture decomposed, and with type promotion only where an op needs it."""
     from torch.onnx._internal.exporter import _core
 
     registry, opset = _registry(lowering)
-    with _quiet(), _already_decomposed() if decomposed else contextlib.nullcontext():
+    with (
+        _quiet(),
+        _promotion_where_needed(),
+        _already_decomposed() if decomposed else contextlib.nullcontext(),
+    ):
         return _core.export(
             program, registry=registry, dynamic_shapes={}, optimize=False, verbose=False, opset_version=opset
         )

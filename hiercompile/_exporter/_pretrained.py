@@ -112,6 +112,7 @@ def export_pretrained(
     validate_outputs: bool = False,
     atol: float = 1e-4,
     stream_weights: bool | None = None,
+    stack_traces: bool = False,
     progress: Progress | None = None,
     on_loaded: Callable[[str, bool], None] | None = None,
     on_component: Callable[[str], None] | None = None,
@@ -131,7 +132,9 @@ def export_pretrained(
     the model with its parameters on the meta device and copy each weight from the
     folder's safetensors files into the external data file, never holding them in memory
     (None: for a folder whose safetensors files hold 1 GiB or more); validating then
-    loads the model after the export. ``progress``,
+    loads the model after the export. ``stack_traces``: each node also keeps the source
+    lines its op ran at (``pkg.torch.onnx.stack_trace``, as torch.onnx.export writes them;
+    off by default, as in optimum's files: recording them is up to a fifth of the capture). ``progress``,
     ``on_loaded(source, random_weights)`` and ``on_component(name)`` report as it goes.
     """
     out = Output(output)
@@ -175,6 +178,7 @@ def export_pretrained(
                 input_names=part.input_names,
                 namespace=namespace,
                 weights=loaded.weights,
+                stack_traces=stack_traces,
                 progress=progress,
             )
         if part.forward is not None:
