@@ -248,3 +248,18 @@ def test_a_program_without_promotions_lowers_as_with_torchs_pass(monkeypatch):
     feeds = {"x": np.ones((2, 4), np.float32), "ids": ids.numpy()}
     want = mixed(torch.ones(2, 4), ids).numpy()
     np.testing.assert_allclose(run_ir(result.model, feeds)[0], want, atol=1e-6)
+
+
+def test_decomposition_table_is_torchs_and_built_once_per_opset():
+    from torch.onnx._internal.exporter import _decomp
+    from torch.onnx._internal.exporter._registration import ONNXRegistry
+
+    from hiercompile._exporter._lower import Lowering, _registry, decompositions
+
+    registry = ONNXRegistry.from_torchlib(opset_version=_registry(Lowering())[0].opset_version)
+    torchs = _decomp.create_onnx_friendly_decomposition_table(set(_decomp.get_onnx_implemented_overloads(registry)))
+    first, second = decompositions(Lowering()), decompositions(Lowering())
+    assert first == second and first is not second  # each caller gets its own dict to change
+    assert first.keys() == torchs.keys()  # (torch makes a new wrapper for each composite op at every call)
+    first.clear()
+    assert decompositions(Lowering()) == second

@@ -67,7 +67,7 @@ def test_export_takes_torch_onnx_export_arguments():
     ]
     for name in shared:
         assert name in torch_params and ours[name].kind is inspect.Parameter.KEYWORD_ONLY
-    own = ["keep", "functions", "attributes", "scoped_names", "namespace", "weights", "progress"]
+    own = ["keep", "functions", "attributes", "scoped_names", "namespace", "weights", "stack_traces", "progress"]
     assert [p for p in ours if p not in ["model", "args", "f", *shared, "unsupported"]] == own
     assert ours["unsupported"].kind is inspect.Parameter.VAR_KEYWORD  # an unknown argument is an InputError
 

@@ -136,7 +136,7 @@ def _tracing(stack_traces: bool, dynamic: bool) -> Iterator[None]:
        where torch has that setting (up to a fifth of a capture).
     3. With dynamic shapes, fake tensors cache no op: each new entry is checked by
        building its output again from symbolic sizes, which costs more than the hits save
-       (LLaMA with its cache: 0.7 s of a 3.5 s capture).
+       (a decoder with its cache: 0.7 s of a 3.5 s capture).
     """
     with contextlib.ExitStack() as stack:
         stack.enter_context(fx_traceback.preserve_node_meta())

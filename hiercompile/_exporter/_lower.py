@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import io
 import re
+import types
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -182,11 +184,24 @@ def decompositions(lowering: Lowering) -> dict[torch._ops.OperatorBase, Callable
     Capture runs them while it traces (one trace instead of two); :func:`lower` then
     translates the program as it is.
     """
-    from torch.onnx._internal.exporter import _decomp
-
     with _quiet():  # building the table warns of torchvision's ops when torchvision is missing
         registry, _ = _registry(lowering)
+    if lowering.custom_translation_table:
+        return _decompositions_for(registry)
+    return dict(_torchlib_decompositions(registry))
+
+
+def _decompositions_for(registry: Any) -> dict[torch._ops.OperatorBase, Callable]:
+    from torch.onnx._internal.exporter import _decomp
+
     return _decomp.create_onnx_friendly_decomposition_table(set(_decomp.get_onnx_implemented_overloads(registry)))
+
+
+@functools.cache
+def _torchlib_decompositions(registry: Any) -> Mapping[torch._ops.OperatorBase, Callable]:
+    """:func:`_decompositions_for` torch's own table (one per opset, built once per process,
+    as the table is): each file of a task and each export in a loop would build it again."""
+    return types.MappingProxyType(_decompositions_for(registry))
 
 
 def _already_decomposed() -> contextlib.AbstractContextManager:
