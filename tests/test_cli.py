@@ -43,6 +43,33 @@ def test_the_command_exits_with_mains_code_and_no_last_collection(tmp_path, monk
         gc.unfreeze()
 
 
+@pytest.mark.parametrize("loads", [True, False], ids=["loaded", "failed-to-load"])
+def test_export_loads_without_collections_then_freezes_what_it_loaded(tmp_path, monkeypatch, loads):
+    import gc
+
+    import hiercompile._exporter._pretrained as pretrained
+    from hiercompile import InputError
+
+    seen = []
+
+    def export_pretrained(*args, on_loaded, **kwargs):
+        seen.append(gc.isenabled())
+        if loads:
+            on_loaded("a model", True)
+            seen.append(gc.isenabled())
+        raise InputError("stop here")
+
+    monkeypatch.setattr(pretrained, "export_pretrained", export_pretrained)
+    frozen = gc.get_freeze_count()
+    try:
+        assert main(["export", "bert-tiny", str(tmp_path / "out")]) == 1
+        assert seen == ([False, True] if loads else [False])  # imports and loading: no collection
+        assert gc.isenabled()  # back on, whatever happened
+        assert (gc.get_freeze_count() > frozen) is loads  # what was loaded is never scanned again
+    finally:
+        gc.unfreeze()
+
+
 def test_bad_sizes(tmp_path, capsys):
     assert main(["export", "bert-tiny", str(tmp_path / "out"), "--seq-len", "0"]) == 1
     assert "must be at least 1" in capsys.readouterr().err

@@ -134,7 +134,7 @@ def export_pretrained(
     (None: for a folder whose safetensors files hold 1 GiB or more); validating then
     loads the model after the export. ``stack_traces``: each node also keeps the source
     lines its op ran at (``pkg.torch.onnx.stack_trace``, as torch.onnx.export writes them;
-    off by default, as in optimum's files: recording them is up to a fifth of the capture). ``progress``,
+    off by default, as in optimum's files: recording them is an eighth to a quarter of the capture). ``progress``,
     ``on_loaded(source, random_weights)`` and ``on_component(name)`` report as it goes.
     """
     out = Output(output)
