@@ -263,3 +263,10 @@ def test_decomposition_table_is_torchs_and_built_once_per_opset():
     assert first.keys() == torchs.keys()  # (torch makes a new wrapper for each composite op at every call)
     first.clear()
     assert decompositions(Lowering()) == second
+    library = torch.library.Library("hiercompile_decomposition_test", "DEF")  # a composite op loaded later
+    library.define("twice(Tensor x) -> Tensor")
+    library.impl("twice", lambda x: x * 2, "CompositeImplicitAutograd")
+    twice = torch.ops.hiercompile_decomposition_test.twice.default
+    torchs = _decomp.create_onnx_friendly_decomposition_table(set(_decomp.get_onnx_implemented_overloads(registry)))
+    assert twice in torchs and twice not in second
+    assert decompositions(Lowering()).keys() == torchs.keys()  # the table follows the ops loaded, as torch's does
