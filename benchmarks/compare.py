@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import gc
 import statistics
 import sys
 import tempfile
@@ -119,9 +120,23 @@ def pass_times() -> Iterator[dict[str, float]]:
         ir.passes.PassBase.__call__ = original
 
 
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """No garbage collection inside a timed export, as ``timeit`` does: a full collection of
+    this process's heap (every model and export so far) takes about 0.3 s and lands in
+    whichever step is running, which made a step's time per node a matter of chance."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def scaling(runs: int, folder: Path, depths: tuple[int, ...] = (2, 6, 12, 24, 48)) -> list[dict]:
     """BERT depth sweep: µs per ONNX node of the FX tag pass, each of our ONNX passes, derive
-    and (for context) the optimizer; total export time against plain export, alternating."""
+    and (for context) the optimizer; total export time against plain export, alternating,
+    each without garbage collection inside (:func:`collector_paused`)."""
     rows = []
     for layers in depths:
         torch.manual_seed(0)
@@ -133,13 +148,14 @@ def scaling(runs: int, folder: Path, depths: tuple[int, ...] = (2, 6, 12, 24, 48
         plain: list[float] = []
         ours: list[float] = []
         for _ in range(runs):
-            start = time.perf_counter()
-            plain_export(model, inputs, folder / "plain.onnx")
-            plain.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            with pass_times() as passes:
+            with collector_paused():
+                start = time.perf_counter()
+                plain_export(model, inputs, folder / "plain.onnx")
+                plain.append(time.perf_counter() - start)
+            with collector_paused(), pass_times() as passes:
+                start = time.perf_counter()
                 result = hiercompile.export(model, (), folder / "ours", kwargs=inputs)
-            ours.append(time.perf_counter() - start)
+                ours.append(time.perf_counter() - start)
             samples.append({"tag": result.timings["tag"], **passes, "derive": result.timings["derive"]})
         nodes = result.graph.number_of_nodes()
         median_us = {k: statistics.median(s[k] for s in samples) / nodes * 1e6 for k in samples[0]}
@@ -243,7 +259,8 @@ def render(rows: list[dict], scale: list[dict], runs: int) -> str:
     if scale:
         steps = list(scale[0]["per_node_us"])
         text += (
-            "\nScaling (BERT, hidden 128, seq 128; medians of the runs): µs per ONNX node of the FX tag pass, "
+            "\nScaling (BERT, hidden 128, seq 128; medians of the runs, no garbage collection inside a timed "
+            "export, as timeit does): µs per ONNX node of the FX tag pass, "
             "each of hiercompile's ONNX passes, derive, their sum (`ours`), and onnxscript's optimizer, "
             "which plain export runs too; then total export time vs plain export.\n\n"
         )
