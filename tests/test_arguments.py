@@ -160,6 +160,8 @@ def test_exported_program_is_tagged_as_its_module():
         np.testing.assert_allclose(got[1], model(x)["scores"].numpy(), atol=1e-5)
     with pytest.raises(hiercompile.InputError, match=r"keep= reads nn\.Module instances"):
         hiercompile.export(program, keep=lambda m: True)
+    with pytest.raises(hiercompile.InputError, match=r"stack_traces=False applies when hiercompile captures"):
+        hiercompile.export(program, stack_traces=False)  # an option that cannot apply is an error
 
 
 def test_program_hierarchy_treats_uncalled_parents_as_containers():

@@ -255,6 +255,11 @@ def export(
         program, strategy = model, "given"
         if keep is not None:
             raise InputError("keep= reads nn.Module instances; pass the model itself, not an ExportedProgram")
+        if not stack_traces:
+            raise InputError(
+                "stack_traces=False applies when hiercompile captures the model; an ExportedProgram keeps the "
+                "stack traces torch recorded: pass the model itself"
+            )
         hierarchy = ModuleHierarchy.from_program(model)
     else:
         check_inputs(model, arguments.args, arguments.kwargs)
