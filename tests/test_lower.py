@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
-
 import numpy as np
 import pytest
 import torch
@@ -119,63 +117,6 @@ class Block(nn.Module):
         return h.softmax(-1).reshape(x.shape[0], -1)
 
 
-def _ops(program: torch.export.ExportedProgram) -> Counter:
-    return Counter(
-        str(node.target)
-        for node in program.graph.nodes
-        if node.op == "call_function" and node.target is not torch.ops.aten._assert_tensor_metadata.default
-    )
-
-
-def test_capture_decomposes_as_the_exporter_would_in_one_trace():
-    from torch.onnx._internal.exporter import _fx_passes
-
-    from hiercompile._exporter._capture import capture
-    from hiercompile._exporter._lower import Lowering, decompositions
-    from hiercompile._exporter._translations import torchlib_registry
-
-    x, shapes = torch.randn(3, 4, 8), ({0: torch.export.Dim("batch")},)
-    captured = capture(Block().eval(), (x,), {}, shapes, decompositions(Lowering()))
-    assert captured.decomposed and captured.strategy == "non-strict"
-    traced = torch.export.export(Block().eval(), (x,), dynamic_shapes=shapes)
-    assert "aten.reshape.default" in _ops(traced)  # a composite op the exporter decomposes (to view)
-    twice = _fx_passes.decompose_with_registry(traced, torchlib_registry(18))
-    assert _ops(captured.program) == _ops(twice) != _ops(traced)
-    stacks = [n.meta.get("nn_module_stack") for n in captured.program.graph.nodes if n.op == "call_function"]
-    assert all(stacks)  # every op still says which modules it ran in: tags need nothing more
-
-
-def test_export_traces_once_and_falls_back_to_two(monkeypatch):
-    import hiercompile._exporter._capture as capture_module
-
-    decomposing = []
-    real = torch.export.ExportedProgram.run_decompositions
-    monkeypatch.setattr(
-        torch.export.ExportedProgram,
-        "run_decompositions",
-        lambda self, *a, **k: decomposing.append(1) or real(self, *a, **k),
-    )
-    torch.manual_seed(0)
-    model, x = Block().eval(), torch.randn(3, 4, 8)
-    once = hiercompile.export(model, (x,), dynamic_shapes=({0: "batch_size"},))
-    assert decomposing == []  # capture decomposed; lowering translated the program as it was
-
-    def fails(decompositions):
-        def run(*args):
-            raise RuntimeError("cannot decompose while tracing")
-
-        return run
-
-    monkeypatch.setattr(capture_module, "_decomposing", fails)
-    twice = hiercompile.export(model, (x,), dynamic_shapes=({0: "batch_size"},))
-    assert decomposing == [1] and twice.capture_strategy == "non-strict"
-    assert once.operations == twice.operations  # the same ops, names and tags either way
-    for result in (once, twice):
-        y = torch.randn(5, 4, 8)
-        with torch.no_grad():
-            np.testing.assert_allclose(run_ir(result.model, {"x": y.numpy()})[0], model(y).numpy(), atol=1e-5)
-
-
 class Floats(nn.Module):
     def forward(self, x):
         return x * x.sigmoid()
@@ -211,9 +152,12 @@ def test_type_promotion_runs_where_torchs_pass_changes_the_program(model, inputs
     from torch.onnx._internal.exporter import _fx_passes
 
     from hiercompile._exporter._capture import capture
-    from hiercompile._exporter._lower import Lowering, decompositions, needs_promotion
+    from hiercompile._exporter._lower import Lowering, _decomposed_by_op, _registry, needs_promotion
 
-    module = capture(model, (), inputs, None, decompositions(Lowering())).program.graph_module
+    program = capture(model, (), inputs).program
+    if not _decomposed_by_op(program, Lowering()):  # a branch: torch's exporter decomposes it whole
+        program = _fx_passes.decompose_with_registry(program, _registry(Lowering())[0])
+    module = program.graph_module
     assert needs_promotion(module) is needed
     before = [str(m.graph) for m in module.modules()]
     _fx_passes.insert_type_promotion_nodes(module)  # torch's own pass, run on every op
@@ -256,16 +200,18 @@ def test_decomposition_table_is_torchs_and_follows_the_ops_loaded():
     from hiercompile._exporter._lower import Lowering, _registry, decompositions
 
     registry = ONNXRegistry.from_torchlib(opset_version=_registry(Lowering())[0].opset_version)
-    torchs = _decomp.create_onnx_friendly_decomposition_table(set(_decomp.get_onnx_implemented_overloads(registry)))
-    first, second = decompositions(Lowering()), decompositions(Lowering())
-    assert first == second and first is not second  # each caller gets its own dict to change
-    assert first.keys() == torchs.keys()  # (torch makes a new wrapper for each composite op at every call)
-    first.clear()
-    assert decompositions(Lowering()) == second
+    translated = set(_decomp.get_onnx_implemented_overloads(registry))
+    torchs = _decomp.create_onnx_friendly_decomposition_table(translated)
+    first = decompositions(Lowering())
+    assert first is decompositions(Lowering())  # built once, shared by every export
+    table, ops = first
+    assert table.keys() == torchs.keys() and ops == translated  # (torch wraps each composite op anew)
+    with pytest.raises(TypeError):
+        table[torch.ops.aten.mul.Tensor] = None  # read-only: no export changes another's
     library = torch.library.Library("hiercompile_decomposition_test", "DEF")  # a composite op loaded later
     library.define("twice(Tensor x) -> Tensor")
     library.impl("twice", lambda x: x * 2, "CompositeImplicitAutograd")
     twice = torch.ops.hiercompile_decomposition_test.twice.default
     torchs = _decomp.create_onnx_friendly_decomposition_table(set(_decomp.get_onnx_implemented_overloads(registry)))
-    assert twice in torchs and twice not in second
-    assert decompositions(Lowering()).keys() == torchs.keys()  # the table follows the ops loaded, as torch's does
+    assert twice in torchs and twice not in table
+    assert decompositions(Lowering())[0].keys() == torchs.keys()  # the table follows the ops loaded, as torch's does

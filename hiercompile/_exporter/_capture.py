@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import inspect
 import io
 import logging
@@ -56,38 +55,15 @@ def capture_mode(model: nn.Module, training: bool) -> Iterator[None]:
 
 @dataclasses.dataclass
 class Captured:
-    """A captured program, which of torch's capture strategies produced it, and whether
-    the lowering's decompositions already ran on it."""
+    """A captured program and which of torch's capture strategies produced it."""
 
     program: torch.export.ExportedProgram
     strategy: str
-    decomposed: bool = False
 
 
 def _export(strict: bool) -> Callable:
     def run(model: nn.Module, args: tuple, kwargs: dict, dynamic_shapes: Any) -> torch.export.ExportedProgram:
         return torch.export.export(model, args, kwargs, dynamic_shapes=dynamic_shapes, strict=strict)
-
-    return run
-
-
-def _decomposing(decompositions: dict) -> Callable:
-    """Non-strict export straight to ATen ops, running ``decompositions`` as it traces:
-    the program that ``torch.export.export`` and then ``run_decompositions(decompositions)``
-    give, in one trace instead of two (torch.export's own split of the table: composite
-    ops through the dispatcher, the others through the tracer)."""
-
-    def run(model: nn.Module, args: tuple, kwargs: dict, dynamic_shapes: Any) -> torch.export.ExportedProgram:
-        from torch.export import _trace
-        from torch.export.exported_program import (
-            _override_composite_implicit_decomp,
-            _split_decomp_table_to_cia_and_python_decomp,
-        )
-
-        composite, table = _split_decomp_table_to_cia_and_python_decomp(dict(decompositions))
-        to_aten = functools.partial(_trace._export_to_aten_ir, decomp_table=table)
-        with _override_composite_implicit_decomp(composite), mock.patch.object(_trace, "_export_to_aten_ir", to_aten):
-            return _trace._export(model, args, kwargs, dynamic_shapes, strict=False, pre_dispatch=False)
 
     return run
 
@@ -203,7 +179,6 @@ def capture(
     args: tuple,
     kwargs: dict[str, Any],
     dynamic_shapes: Any = None,
-    decompositions: dict | None = None,
     *,
     stack_traces: bool = True,
 ) -> Captured:
@@ -212,9 +187,7 @@ def capture(
     Rules:
 
     1. The strategies of :data:`STRATEGIES` are tried in order; the first program is kept
-       and the result says which strategy made it. Given the lowering's ``decompositions``,
-       a non-strict capture that runs them as it traces comes first (one trace where
-       capture and lowering take two); when it fails, the strategies follow as without.
+       and the result says which strategy made it.
     2. When torch rejects the dynamic shapes and suggests fixes, the same strategy runs
        again with the fixes applied.
     3. A program from draft export is unsound where torch had to specialize: a warning
@@ -228,21 +201,10 @@ def capture(
        recorded at all (:func:`_tracing`).
     """
     check_inputs(model, args, kwargs)
-    tracing = functools.partial(_tracing, stack_traces, dynamic_shapes is not None)
-    if decompositions is not None:
-        try:
-            with _quiet_torch(), tracing():
-                program = _with_refined_shapes(_decomposing(decompositions), model, args, kwargs, dynamic_shapes)
-        except Exception as e:
-            logger.info("capture: decomposing while tracing failed (%s); capturing first, decomposing after", e)
-        else:
-            _tie_shared_weights(program, model)
-            _warn_unused_inputs(program)
-            return Captured(_traced(program, stack_traces), "non-strict", decomposed=True)
     failures: list[BaseException] = []
     for name, run in STRATEGIES:
         try:
-            with _quiet_torch(), tracing():
+            with _quiet_torch(), _tracing(stack_traces, dynamic_shapes is not None):
                 program = _with_refined_shapes(run, model, args, kwargs, dynamic_shapes)
         except Exception as e:
             failures.append(e)
@@ -263,27 +225,6 @@ def capture(
         f"capture step (torch.export; non-strict, strict and draft export) failed for {type(model).__name__}: "
         f"{first_line(first)}{f' at {where}' if where else ''}; {_guidance(first)}"
     ) from first
-
-
-def _tie_shared_weights(program: torch.export.ExportedProgram, model: nn.Module) -> None:
-    """One weight under several names (tied embeddings) is read through one input of the
-    program, as ``torch.export.export`` has it: the trace that decomposes gives each name
-    an input of its own, which would store the weight once per name. The others stay,
-    unread, as they do in torch.export's own program."""
-    owners: dict[int, list[torch.fx.Node]] = {}
-    tensors = {
-        **dict(model.named_parameters(remove_duplicate=False)),
-        **dict(model.named_buffers(remove_duplicate=False)),
-    }
-    placeholders = {node.name: node for node in program.graph.find_nodes(op="placeholder")}
-    for spec in program.graph_signature.input_specs:
-        if spec.target in tensors and spec.arg.name in placeholders:
-            owners.setdefault(id(tensors[spec.target]), []).append(placeholders[spec.arg.name])
-    for *others, kept in (nodes for nodes in owners.values() if len(nodes) > 1):
-        for node in others:
-            node.replace_all_uses_with(kept)
-            logger.info("capture: %s reads the weight of %s, the same tensor", kept.name, node.name)
-    program.graph_module.recompile()
 
 
 def _warn_unused_inputs(program: torch.export.ExportedProgram) -> None:

@@ -33,7 +33,7 @@ from . import _derive
 from ._arguments import output_names_of, read_arguments
 from ._capture import capture, capture_mode, check_inputs
 from ._carry import carry
-from ._lower import Lowering, decompositions, lower
+from ._lower import Lowering, lower
 from ._weights import meta_parameters, meta_values, on_meta
 
 Progress = Callable[[str, float | None], None]
@@ -250,7 +250,6 @@ def export(
         progress = _print_progress
     step = Steps(progress)
     lowering = Lowering(arguments.opset_version, arguments.custom_translation_table, arguments.axis_names)
-    decomposed = False
     if isinstance(model, torch.export.ExportedProgram):
         program, strategy = model, "given"
         if keep is not None:
@@ -269,12 +268,10 @@ def export(
             capture_mode(model, arguments.training),
             step("capture"),
         ):
-            captured = capture(
-                model, *inputs, arguments.dynamic_shapes, decompositions(lowering), stack_traces=stack_traces
-            )
+            captured = capture(model, *inputs, arguments.dynamic_shapes, stack_traces=stack_traces)
         if values is not None:
             lowering = dataclasses.replace(lowering, weights={**buffers, **values})
-        program, strategy, decomposed = captured.program, captured.strategy, captured.decomposed
+        program, strategy = captured.program, captured.strategy
         hierarchy = ModuleHierarchy(model, keep)
     own = output_names_of(program.call_spec.out_spec)  # the user's names first, the model's for the rest
     if len(own) != len(program.graph_signature.user_outputs):  # outputs that are no tensors: leave the names
@@ -285,7 +282,6 @@ def export(
         hierarchy,
         step=step,
         lowering=lowering,
-        decomposed=decomposed,
         optimize=optimize,
         input_names=arguments.input_names,
         output_names=names,
@@ -331,7 +327,6 @@ def export_program(
     step: Steps | None = None,
     normalize_path: Callable[[str], str] = str,
     lowering: Lowering | None = None,
-    decomposed: bool = False,
     optimize: bool = True,
     input_names: Sequence[str] | None = None,
     output_names: Sequence[str] | None = None,
@@ -341,14 +336,13 @@ def export_program(
 ) -> ExportResult:
     """Tag, lower, carry and derive: everything after capture, shared with the compile backend.
 
-    ``normalize_path`` maps the module stacks' paths to ``named_modules()`` paths;
-    ``decomposed``: capture ran the lowering's decompositions already.
+    ``normalize_path`` maps the module stacks' paths to ``named_modules()`` paths.
     """
     step = step or Steps()
     with step("tag"):
         _tag_fx(program, hierarchy, normalize_path)
     with step("lower"):
-        onnx_model, decomposed_program = lower(program, lowering or Lowering(), decomposed=decomposed)
+        onnx_model, decomposed_program = lower(program, lowering or Lowering())
     if output_names is not None and len(output_names) > len(onnx_model.graph.outputs):
         raise InputError(
             f"{len(output_names)} output names for {len(onnx_model.graph.outputs)} outputs of the model; "

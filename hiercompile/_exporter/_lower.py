@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import functools
 import io
+import logging
 import re
 import types
 import warnings
@@ -20,6 +21,9 @@ from .._errors import LowerError, first_line
 from .._logs import quiet_loggers
 from ..passes import ContiguousViewsPass, MetaWeightsPass
 from ._arguments import name_axes
+from ._decompose import decompose_ops
+
+logger = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -61,12 +65,12 @@ class Lowering:
 
 
 def lower(
-    program: torch.export.ExportedProgram, lowering: Lowering | None = None, *, decomposed: bool = False
+    program: torch.export.ExportedProgram, lowering: Lowering | None = None
 ) -> tuple[ir.Model, torch.export.ExportedProgram]:
     """Translate ``program`` to ONNX, unoptimized, and return the model and the decomposed program.
 
-    ``decomposed``: capture already ran :func:`decompositions` (torch's exporter would
-    trace the program once more to run them).
+    The ops without a translation are decomposed one at a time (:func:`._decompose.decompose_ops`);
+    where that cannot be done, torch's exporter traces the whole program again to decompose it.
 
     Parameters captured on the meta device take their values from ``lowering.weights``
     (:class:`MetaWeightsPass`).
@@ -86,6 +90,7 @@ def lower(
     """
     lowering = lowering or Lowering()
     remedies = {"views", "custom ops"}
+    decomposed = _decomposed_by_op(program, lowering)
     while True:
         try:
             onnx_program = _translate(program, lowering, decomposed)
@@ -98,7 +103,7 @@ def lower(
             elif "custom ops" in remedies and (ops := _custom_ops(program, lowering)):
                 remedies.discard("custom ops")  # rule 2
                 program = _decompose(program, ops)
-                decomposed = False  # the ops of their implementations: torch's decompositions run again
+                decomposed = _decomposed_by_op(program, lowering)  # the ops of their implementations
             else:
                 raise LowerError(f"lower step (torch.onnx dynamo exporter) failed: {_describe(e)}") from e
     name_axes(onnx_program.model, lowering.axis_names)
@@ -177,38 +182,48 @@ def _registry(lowering: Lowering) -> tuple[Any, int]:
     return registry, opset
 
 
-def decompositions(lowering: Lowering) -> dict[torch._ops.OperatorBase, Callable]:
-    """The decompositions torch's exporter runs before translating: every ATen op the
-    translation table lacks (those of :func:`_registry`, the caller's included).
+def _decomposed_by_op(program: torch.export.ExportedProgram, lowering: Lowering) -> bool:
+    """Whether the ops of ``program`` without a translation could be decomposed one at a time."""
+    table, translated = decompositions(lowering)
+    why_not = decompose_ops(program, table, translated)
+    if why_not:
+        logger.info("lower: %s; torch's exporter decomposes the whole program", why_not)
+    return why_not is None
 
-    Capture runs them while it traces (one trace instead of two); :func:`lower` then
-    translates the program as it is.
-    """
+
+def decompositions(lowering: Lowering) -> _Decompositions:
+    """The decompositions torch's exporter runs before translating: every ATen op the
+    translation table lacks (those of :func:`_registry`, the caller's included); and the
+    ops the table translates."""
     with _quiet():  # building the table warns of torchvision's ops when torchvision is missing
         registry, _ = _registry(lowering)
     if lowering.custom_translation_table:
         return _decompositions_for(registry)
     # torch's table holds the composite ops of every op namespace Python has loaded so far
     ops = (tuple(sorted(torch.ops._dir)), len(torch._C._dispatch_get_all_op_names()))
-    return dict(_torchlib_decompositions(registry, ops))
+    return _torchlib_decompositions(registry, ops)
 
 
-def _decompositions_for(registry: Any) -> dict[torch._ops.OperatorBase, Callable]:
+_Decompositions = tuple[Mapping[torch._ops.OperatorBase, Callable], frozenset]
+
+
+def _decompositions_for(registry: Any) -> _Decompositions:
     from torch.onnx._internal.exporter import _decomp
 
-    return _decomp.create_onnx_friendly_decomposition_table(set(_decomp.get_onnx_implemented_overloads(registry)))
+    translated = frozenset(_decomp.get_onnx_implemented_overloads(registry))
+    return types.MappingProxyType(_decomp.create_onnx_friendly_decomposition_table(set(translated))), translated
 
 
 @functools.cache
-def _torchlib_decompositions(registry: Any, ops: tuple) -> Mapping[torch._ops.OperatorBase, Callable]:
+def _torchlib_decompositions(registry: Any, ops: tuple) -> _Decompositions:
     """:func:`_decompositions_for` torch's own table (one per opset), built again only when
     ``ops`` (the op namespaces loaded, the ops registered) changed: each file of a task and
     each export in a loop would build it again, and it takes 0.15 s."""
-    return types.MappingProxyType(_decompositions_for(registry))
+    return _decompositions_for(registry)
 
 
 def _already_decomposed() -> contextlib.AbstractContextManager:
-    """torch's exporter with its decomposition step left out, for a program capture decomposed."""
+    """torch's exporter with its decomposition step left out, for a program decomposed op by op."""
     from torch.onnx._internal.exporter import _fx_passes
 
     return mock.patch.object(_fx_passes, "decompose_with_registry", lambda program, registry: program)
@@ -278,7 +293,7 @@ def _promotion_where_needed() -> contextlib.AbstractContextManager:
 def _translate(program: torch.export.ExportedProgram, lowering: Lowering, decomposed: bool) -> torch.onnx.ONNXProgram:
     """What ``torch.onnx.export(program, dynamo=True, optimize=False)`` does, with the
     translation table built once (:func:`._translations.torchlib_registry`), without decomposing
-    again a program that capture decomposed, and with type promotion only where an op needs it."""
+    again a program decomposed op by op, and with type promotion only where an op needs it."""
     from torch.onnx._internal.exporter import _core
 
     registry, opset = _registry(lowering)

@@ -1,0 +1,189 @@
+"""Stage 3a: decompose the ops of a captured program that ONNX has no translation for, one op at a time.
+
+torch's exporter decomposes a program by tracing all of it once more
+(``ExportedProgram.run_decompositions``): every op runs again on fake tensors with
+symbolic sizes, twice (aot_autograd collects metadata, then traces). For a decoder with
+its cache that is 1.6 s where the capture took 0.6 s, though nearly every op of the
+program has a translation and comes out of that trace as it went in. Here only the ops
+without one are traced, each alone, on the values the capture recorded; the program is
+what the whole trace gives, but for the ops with a translation, which stay as they are
+(a ``reshape`` where torch's trace writes ``clone`` and ``_unsafe_view``: the same ONNX).
+"""
+
+from __future__ import annotations
+
+__all__ = ["decompose_ops"]
+
+import logging
+import operator
+from collections.abc import Callable, Collection, Mapping
+from typing import Any
+
+import torch
+from torch.fx.experimental.proxy_tensor import make_fx
+from torch.utils import _pytree as pytree
+
+logger = logging.getLogger(__name__)
+
+# the exporter's assertions, which it removes before translating (_fx_passes.remove_assertion_nodes)
+_ASSERTIONS = frozenset(
+    {
+        torch.ops.aten.sym_constrain_range_for_size.default,
+        torch.ops.aten._assert_async.default,
+        torch.ops.aten._assert_async.msg,
+        torch.ops.aten._assert_scalar.default,
+        torch.ops.aten._assert_tensor_metadata.default,
+    }
+)
+# Python's arithmetic on sizes, which the exporter translates
+_SIZE_MODULES = frozenset({"_operator", "math", "builtins", "torch", "torch.fx.experimental.sym_node"})
+# what a decomposed op's own trace records; the rest of its metadata is the replaced op's
+_VALUE_KEYS = ("val", "tensor_meta", "unbacked_bindings")
+
+_Trace = tuple[torch.fx.Node, list[torch.fx.Node], torch.fx.GraphModule]
+
+
+def decompose_ops(
+    program: torch.export.ExportedProgram,
+    table: Mapping[torch._ops.OperatorBase, Callable],
+    translated: Collection[torch._ops.OperatorBase],
+) -> str | None:
+    """Replace, in place, each op of ``program`` that is not ``translated`` by the ops its
+    decomposition runs; None when done, else why it cannot be done (``program`` unchanged).
+
+    Rules:
+
+    1. Ops with a translation, the exporter's assertions and Python's arithmetic on sizes
+       stay as they are, but for the composite ops torch always decomposes (:func:`_decomposes`).
+    2. Each other op is traced alone (``make_fx`` with ``table`` and torch's composite
+       decompositions), on the fake values the capture recorded for its inputs and in the
+       program's shape environment. Its ops replace it, each with its own values and the
+       replaced op's other metadata: module stack, tags, source lines.
+    3. An op whose trace is that op again (it has no decomposition) stays, for the
+       lowering's remedies.
+    4. Not done when the program mutates a tensor or has a higher-order op (a branch, a
+       loop: functionalizing them takes the whole program), when a value the capture
+       recorded is missing, or when a trace would add a guard (the decomposition would
+       specialize a dynamic size to the example's).
+    5. An output the program's signature names by its op's name is named after the ops that
+       replaced it; the ops no output reads are removed, as torch's trace removes them.
+    """
+    graph = program.graph_module.graph
+    todo = []
+    for node in graph.nodes:
+        if node.op == "call_module":
+            return f"{node.name} calls a submodule"
+        if node.op != "call_function" or node.target in _ASSERTIONS:
+            continue
+        if not isinstance(node.target, torch._ops.OpOverload):
+            if getattr(node.target, "__module__", None) in _SIZE_MODULES and not isinstance(
+                node.target, torch._ops.HigherOrderOperator
+            ):
+                continue
+            return f"{node.name} calls {node.target}, not an ATen op"
+        if node.target._schema.is_mutable:
+            return f"{node.name} mutates a tensor ({node.target})"
+        if _decomposes(node.target, table, translated):
+            todo.append(node)
+    if not todo:
+        return None
+    values = [n.meta.get("val") for node in todo for n in node.all_input_nodes]
+    fake_mode = torch._guards.detect_fake_mode([v for v in values if isinstance(v, torch.Tensor)])
+    if any(v is None for v in values) or fake_mode is None or fake_mode.shape_env is None:
+        return "an op's input has no value recorded by the capture"
+    guards = len(fake_mode.shape_env.guards)
+    traces = []
+    with fake_mode:
+        for node in todo:
+            trace = _trace(node, table)
+            if isinstance(trace, str):
+                return trace
+            if trace is not None:
+                traces.append(trace)
+    if len(fake_mode.shape_env.guards) != guards:
+        return "a decomposition guards on a dynamic size"
+    replaced: dict[torch.fx.Node, Any] = {}
+    for node, inputs, sub in traces:
+        _splice(graph, node, [replaced.get(n, n) for n in inputs], sub, replaced)
+    _rename_outputs(program)
+    graph.eliminate_dead_code()
+    program.graph_module.recompile()
+    logger.info(
+        "lower: decomposed %d op(s) one at a time (%d had no decomposition)", len(traces), len(todo) - len(traces)
+    )
+    return None
+
+
+def _decomposes(
+    op: torch._ops.OpOverload, table: Mapping[torch._ops.OperatorBase, Callable], translated: Collection
+) -> bool:
+    """Whether torch's exporter would decompose ``op``: it is in ``table``, it has no
+    translation, or it is a composite op torch always decomposes (one that may alias or
+    mutate its inputs: ``reshape``, ``to``, ``batch_norm``)."""
+    from torch._export.utils import _check_valid_to_preserve, _is_cia_op
+
+    return op in table or op not in translated or (_is_cia_op(op) and not _check_valid_to_preserve(op))
+
+
+def _trace(node: torch.fx.Node, table: Mapping[torch._ops.OperatorBase, Callable]) -> _Trace | str | None:
+    """``node``'s op alone, traced with its decompositions; None when that is the op again."""
+    flat, spec = pytree.tree_flatten((node.args, node.kwargs))
+    where = [i for i, a in enumerate(flat) if isinstance(a, torch.fx.Node)]
+    multiple = isinstance(node.meta["val"], (tuple, list))
+    if multiple and any(user.target is not operator.getitem for user in node.users):
+        return f"{node.name}'s outputs are read whole"
+
+    def run(*values: Any) -> Any:
+        full = list(flat)
+        for i, value in zip(where, values, strict=True):
+            full[i] = value
+        args, kwargs = pytree.tree_unflatten(full, spec)
+        return node.target(*args, **kwargs)
+
+    sub = make_fx(run, decomposition_table=table, tracing_mode="symbolic")(*(flat[i].meta["val"] for i in where))
+    ops = [n for n in sub.graph.nodes if n.op == "call_function"]
+    if len(ops) == 1 and ops[0].target is node.target:
+        return None
+    if any(isinstance(n.target, torch._ops.OpOverload) and n.target._schema.is_mutable for n in ops):
+        return f"{node.name}'s decomposition mutates a tensor"
+    return node, [flat[i] for i in where], sub
+
+
+def _splice(
+    graph: torch.fx.Graph,
+    node: torch.fx.Node,
+    inputs: list[torch.fx.Node],
+    sub: torch.fx.GraphModule,
+    replaced: dict[torch.fx.Node, Any],
+) -> None:
+    """Put ``sub``'s ops in ``graph`` in place of ``node``, reading ``inputs``."""
+    env: dict[torch.fx.Node, Any] = {}
+    given = iter(inputs)
+    kept = {k: v for k, v in node.meta.items() if k not in _VALUE_KEYS}
+    with graph.inserting_before(node):
+        for n in sub.graph.nodes:
+            if n.op == "placeholder":
+                env[n] = next(given)
+            elif n.op == "output":
+                out = pytree.tree_map(lambda x: env[x] if isinstance(x, torch.fx.Node) else x, n.args[0])
+            else:
+                new = graph.node_copy(n, env.__getitem__)
+                new.meta = {**kept, **{k: n.meta[k] for k in _VALUE_KEYS if k in n.meta}}
+                env[n] = new
+    if isinstance(out, (tuple, list)):
+        for user in list(node.users):
+            replaced[user] = out[user.args[1]]
+            user.replace_all_uses_with(replaced[user])
+            graph.erase_node(user)
+    else:
+        replaced[node] = out
+        node.replace_all_uses_with(out)
+    graph.erase_node(node)
+
+
+def _rename_outputs(program: torch.export.ExportedProgram) -> None:
+    """The program's signature names its outputs' nodes: name the ones that replaced them."""
+    outputs = program.graph.output_node().args[0]
+    for spec, node in zip(program.graph_signature.output_specs, outputs, strict=True):
+        if isinstance(node, torch.fx.Node) and getattr(spec.arg, "name", node.name) != node.name:
+            spec.arg.name = node.name
