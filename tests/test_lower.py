@@ -199,8 +199,12 @@ def test_decomposition_table_is_torchs_and_follows_the_ops_loaded():
 
     from hiercompile._exporter._lower import Lowering, _registry, decompositions
 
+    decompositions(Lowering())
+    import torch.ao.quantization.fx._decomposed  # ops with translations, loaded after a table
+
     registry = ONNXRegistry.from_torchlib(opset_version=_registry(Lowering())[0].opset_version)
     translated = set(_decomp.get_onnx_implemented_overloads(registry))
+    assert torch.ops.quantized_decomposed.quantize_per_tensor.default in translated
     torchs = _decomp.create_onnx_friendly_decomposition_table(translated)
     first = decompositions(Lowering())
     assert first is decompositions(Lowering())  # built once, shared by every export

@@ -199,9 +199,7 @@ def decompositions(lowering: Lowering) -> _Decompositions:
         registry, _ = _registry(lowering)
     if lowering.custom_translation_table:
         return _decompositions_for(registry)
-    # torch's table holds the composite ops of every op namespace Python has loaded so far
-    ops = (tuple(sorted(torch.ops._dir)), len(torch._C._dispatch_get_all_op_names()))
-    return _torchlib_decompositions(registry, ops)
+    return _torchlib_decompositions(registry)
 
 
 _Decompositions = tuple[Mapping[torch._ops.OperatorBase, Callable], frozenset]
@@ -215,10 +213,11 @@ def _decompositions_for(registry: Any) -> _Decompositions:
 
 
 @functools.cache
-def _torchlib_decompositions(registry: Any, ops: tuple) -> _Decompositions:
-    """:func:`_decompositions_for` torch's own table (one per opset), built again only when
-    ``ops`` (the op namespaces loaded, the ops registered) changed: each file of a task and
-    each export in a loop would build it again, and it takes 0.15 s."""
+def _torchlib_decompositions(registry: Any) -> _Decompositions:
+    """:func:`_decompositions_for` torch's own table, built once for each of its tables
+    (one per opset and set of :func:`._translations.loaded_ops`: torch's decompositions
+    hold the composite ops loaded so far): each file of a task and each export in a loop
+    would build it again, and it takes 0.15 s."""
     return _decompositions_for(registry)
 
 

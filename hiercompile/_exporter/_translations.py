@@ -8,7 +8,7 @@ infers every translation's signature, though a model uses a few dozen of them.
 
 from __future__ import annotations
 
-__all__ = ["new_registry", "torchlib_registry"]
+__all__ = ["loaded_ops", "new_registry", "torchlib_registry"]
 
 import functools
 
@@ -46,11 +46,21 @@ class _Registry(_registration.ONNXRegistry):
         return metas
 
 
-@functools.cache
+def loaded_ops() -> tuple:
+    """What torch's tables hold besides the opset's: the ops of every op namespace Python has
+    loaded so far (``torch.ops._dir``) and the ops registered (the dispatcher's count)."""
+    return tuple(sorted(torch.ops._dir)), len(torch._C._dispatch_get_all_op_names())
+
+
 def torchlib_registry(opset: int) -> _registration.ONNXRegistry:
-    """torch's table of ONNX translations for ``opset``, built once per process: it depends on
-    the opset alone, and ``torch.onnx.export`` builds it at every call, which each file of a
+    """torch's table of ONNX translations for ``opset``, built once per process and set of
+    :func:`loaded_ops`: ``torch.onnx.export`` builds it at every call, which each file of a
     task, each graph of the compile backend and each export in a loop would pay again."""
+    return _torchlib_registry(opset, loaded_ops())
+
+
+@functools.cache
+def _torchlib_registry(opset: int, ops: tuple) -> _registration.ONNXRegistry:
     return new_registry(opset)
 
 
