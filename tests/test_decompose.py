@@ -12,7 +12,7 @@ from torch import nn
 
 import hiercompile
 from hiercompile._exporter._decompose import _decomposes, decompose_ops
-from hiercompile._exporter._lower import Lowering, _registry, decompositions
+from hiercompile._exporter._lower import Lowering, _tables
 
 
 class Gate(nn.Module):
@@ -51,6 +51,11 @@ def _program(model: nn.Module) -> torch.export.ExportedProgram:
     return torch.export.export(model.eval(), INPUTS, dynamic_shapes=SHAPES)
 
 
+def _decompositions() -> tuple:
+    tables = _tables(Lowering())[0]
+    return tables.decompositions, tables.translated
+
+
 def _ops(program: torch.export.ExportedProgram) -> Counter:
     return Counter(str(n.target) for n in program.graph.nodes if n.op == "call_function")
 
@@ -62,8 +67,8 @@ def test_ops_are_decomposed_one_at_a_time_into_what_torchs_whole_trace_gives():
     model = Mixed()
     program = _program(model)
     assert {"aten.batch_norm.default", "aten.__and__.Tensor", "aten.to.dtype"} <= set(_ops(program))
-    assert decompose_ops(program, *decompositions(Lowering())) is None
-    torchs = _fx_passes.decompose_with_registry(_program(model), _registry(Lowering())[0])
+    assert decompose_ops(program, *_decompositions()) is None
+    torchs = _fx_passes.decompose_with_registry(_program(model), _tables(Lowering())[0].registry)
     assert _ops(program) == _ops(torchs)  # the same ops, the program traced once instead of twice more
     for op, module in (("batch_norm", "norm"), ("bitwise_and", "gate"), ("_to_copy", "gate")):
         nodes = [n for n in program.graph.nodes if op in str(n.target)]
@@ -106,13 +111,13 @@ def _kinds(result: hiercompile.ExportResult) -> dict[str, tuple]:
 def test_a_program_that_mutates_is_left_as_it_was():
     program = _program(Accumulates())
     before = str(program.graph)
-    assert "mutates" in decompose_ops(program, *decompositions(Lowering()))
+    assert "mutates" in decompose_ops(program, *_decompositions())
     assert str(program.graph) == before
 
 
 def test_a_decomposition_that_guards_on_a_dynamic_size_leaves_the_program_as_it_was():
     program = _program(Mixed())
-    table, translated = decompositions(Lowering())
+    table, translated = _decompositions()
 
     def by_size(a, b):  # specializes the dynamic batch to the example's
         return torch.add(a, a) if a.shape[0] > 2 else torch.add(a, b)
@@ -142,4 +147,4 @@ def test_an_op_without_a_decomposition_stays():
     ],
 )
 def test_which_ops_torchs_exporter_decomposes(op, decomposed):
-    assert _decomposes(op, *decompositions(Lowering())) is decomposed
+    assert _decomposes(op, *_decompositions()) is decomposed

@@ -152,11 +152,11 @@ def test_type_promotion_runs_where_torchs_pass_changes_the_program(model, inputs
     from torch.onnx._internal.exporter import _fx_passes
 
     from hiercompile._exporter._capture import capture
-    from hiercompile._exporter._lower import Lowering, _decomposed_by_op, _registry, needs_promotion
+    from hiercompile._exporter._lower import Lowering, _decomposed_by_op, _tables, needs_promotion
 
     program = capture(model, (), inputs).program
-    if not _decomposed_by_op(program, Lowering()):  # a branch: torch's exporter decomposes it whole
-        program = _fx_passes.decompose_with_registry(program, _registry(Lowering())[0])
+    if not _decomposed_by_op(program, _tables(Lowering())[0]):  # a branch: torch's exporter decomposes it whole
+        program = _fx_passes.decompose_with_registry(program, _tables(Lowering())[0].registry)
     module = program.graph_module
     assert needs_promotion(module) is needed
     before = [str(m.graph) for m in module.modules()]
@@ -193,29 +193,42 @@ def test_a_program_without_promotions_lowers_as_with_torchs_pass(monkeypatch):
     np.testing.assert_allclose(run_ir(result.model, feeds)[0], want, atol=1e-6)
 
 
-def test_decomposition_table_is_torchs_and_follows_the_ops_loaded():
+def test_tables_are_torchs_built_once_and_follow_the_ops_loaded():
     from torch.onnx._internal.exporter import _decomp
     from torch.onnx._internal.exporter._registration import ONNXRegistry
 
-    from hiercompile._exporter._lower import Lowering, _registry, decompositions
+    from hiercompile._exporter._lower import Lowering, _tables
 
-    decompositions(Lowering())
+    _tables(Lowering())
     import torch.ao.quantization.fx._decomposed  # ops with translations, loaded after a table
 
-    registry = ONNXRegistry.from_torchlib(opset_version=_registry(Lowering())[0].opset_version)
+    first = _tables(Lowering())[0]
+    assert first is _tables(Lowering())[0]  # built once, shared by every export
+    registry = ONNXRegistry.from_torchlib(opset_version=first.registry.opset_version)
     translated = set(_decomp.get_onnx_implemented_overloads(registry))
     assert torch.ops.quantized_decomposed.quantize_per_tensor.default in translated
     torchs = _decomp.create_onnx_friendly_decomposition_table(translated)
-    first = decompositions(Lowering())
-    assert first is decompositions(Lowering())  # built once, shared by every export
-    table, ops = first
-    assert table.keys() == torchs.keys() and ops == translated  # (torch wraps each composite op anew)
+    assert first.translated == translated  # (torch wraps each composite op anew: compare the keys)
+    assert first.decompositions.keys() == torchs.keys()
     with pytest.raises(TypeError):
-        table[torch.ops.aten.mul.Tensor] = None  # read-only: no export changes another's
+        first.decompositions[torch.ops.aten.mul.Tensor] = None  # read-only: no export changes another's
     library = torch.library.Library("hiercompile_decomposition_test", "DEF")  # a composite op loaded later
     library.define("twice(Tensor x) -> Tensor")
     library.impl("twice", lambda x: x * 2, "CompositeImplicitAutograd")
     twice = torch.ops.hiercompile_decomposition_test.twice.default
     torchs = _decomp.create_onnx_friendly_decomposition_table(set(_decomp.get_onnx_implemented_overloads(registry)))
-    assert twice in torchs and twice not in table
-    assert decompositions(Lowering())[0].keys() == torchs.keys()  # the table follows the ops loaded, as torch's does
+    assert twice in torchs and twice not in first.decompositions
+    assert _tables(Lowering())[0].decompositions.keys() == torchs.keys()  # as torch's table, it follows the ops
+
+
+def test_an_export_builds_the_tables_once(monkeypatch):
+    from hiercompile._exporter import _translations
+
+    built = []
+    real = _translations.new_registry
+    monkeypatch.setattr(_translations, "new_registry", lambda opset: built.append(opset) or real(opset))
+    monkeypatch.setattr(_translations, "_BUILT", {})  # as in a fresh process
+    model, x = Block().eval(), torch.randn(3, 4, 8)
+    hiercompile.export(model, (x,), dynamic_shapes=({0: "batch_size"},))
+    hiercompile.export(model, (x,))
+    assert len(built) == 1  # though building them loads op namespaces, which would change the key

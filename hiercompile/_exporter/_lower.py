@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import io
 import logging
 import re
-import types
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from unittest import mock
 
 import onnx_ir as ir
@@ -22,6 +20,9 @@ from .._logs import quiet_loggers
 from ..passes import ContiguousViewsPass, MetaWeightsPass
 from ._arguments import name_axes
 from ._decompose import decompose_ops
+
+if TYPE_CHECKING:
+    from ._translations import Tables
 
 logger = logging.getLogger(__name__)
 
@@ -90,10 +91,11 @@ def lower(
     """
     lowering = lowering or Lowering()
     remedies = {"views", "custom ops"}
-    decomposed = _decomposed_by_op(program, lowering)
+    tables, opset = _tables(lowering)
+    decomposed = _decomposed_by_op(program, tables)
     while True:
         try:
-            onnx_program = _translate(program, lowering, decomposed)
+            onnx_program = _translate(program, tables, opset, decomposed)
             break
         except Exception as e:
             text = str(e)
@@ -103,7 +105,7 @@ def lower(
             elif "custom ops" in remedies and (ops := _custom_ops(program, lowering)):
                 remedies.discard("custom ops")  # rule 2
                 program = _decompose(program, ops)
-                decomposed = _decomposed_by_op(program, lowering)  # the ops of their implementations
+                decomposed = _decomposed_by_op(program, tables)  # the ops of their implementations
             else:
                 raise LowerError(f"lower step (torch.onnx dynamo exporter) failed: {_describe(e)}") from e
     name_axes(onnx_program.model, lowering.axis_names)
@@ -165,60 +167,31 @@ def _decompose(program: torch.export.ExportedProgram, ops: list[torch._ops.OpOve
         ) from e
 
 
-def _registry(lowering: Lowering) -> tuple[Any, int]:
-    """The translation table for ``lowering`` (the caller's translations included) and the opset."""
+def _tables(lowering: Lowering) -> tuple[Tables, int]:
+    """The translation table for ``lowering`` (the caller's translations included), what
+    torch's exporter derives from it, and the opset."""
     from torch.onnx import _constants as onnx_constants
     from torch.onnx._internal.exporter import _constants
 
-    from ._translations import new_registry, torchlib_registry
+    from ._translations import Tables, new_registry, torchlib_tables
 
     opset = lowering.opset_version or onnx_constants.ONNX_DEFAULT_OPSET
     table_opset = max(opset, _constants.TORCHLIB_OPSET)  # older opsets: converted after, as torch does
-    if not lowering.custom_translation_table:
-        return torchlib_registry(table_opset), opset
-    registry = new_registry(table_opset)  # the caller's translations go into a table of its own
+    with _quiet():  # building the table warns of torchvision's ops when torchvision is missing
+        if not lowering.custom_translation_table:
+            return torchlib_tables(table_opset), opset
+        registry = new_registry(table_opset)  # the caller's translations go into a table of its own
     for op, translation in lowering.custom_translation_table.items():
         registry.register_op(op, translation, is_complex=False)
-    return registry, opset
+    return Tables.of(registry), opset
 
 
-def _decomposed_by_op(program: torch.export.ExportedProgram, lowering: Lowering) -> bool:
+def _decomposed_by_op(program: torch.export.ExportedProgram, tables: Tables) -> bool:
     """Whether the ops of ``program`` without a translation could be decomposed one at a time."""
-    table, translated = decompositions(lowering)
-    why_not = decompose_ops(program, table, translated)
+    why_not = decompose_ops(program, tables.decompositions, tables.translated)
     if why_not:
         logger.info("lower: %s; torch's exporter decomposes the whole program", why_not)
     return why_not is None
-
-
-def decompositions(lowering: Lowering) -> _Decompositions:
-    """The decompositions torch's exporter runs before translating: every ATen op the
-    translation table lacks (those of :func:`_registry`, the caller's included); and the
-    ops the table translates."""
-    with _quiet():  # building the table warns of torchvision's ops when torchvision is missing
-        registry, _ = _registry(lowering)
-    if lowering.custom_translation_table:
-        return _decompositions_for(registry)
-    return _torchlib_decompositions(registry)
-
-
-_Decompositions = tuple[Mapping[torch._ops.OperatorBase, Callable], frozenset]
-
-
-def _decompositions_for(registry: Any) -> _Decompositions:
-    from torch.onnx._internal.exporter import _decomp
-
-    translated = frozenset(_decomp.get_onnx_implemented_overloads(registry))
-    return types.MappingProxyType(_decomp.create_onnx_friendly_decomposition_table(set(translated))), translated
-
-
-@functools.cache
-def _torchlib_decompositions(registry: Any) -> _Decompositions:
-    """:func:`_decompositions_for` torch's own table, built once for each of its tables
-    (one per opset and set of :func:`._translations.loaded_ops`: torch's decompositions
-    hold the composite ops loaded so far): each file of a task and each export in a loop
-    would build it again, and it takes 0.15 s."""
-    return _decompositions_for(registry)
 
 
 def _already_decomposed() -> contextlib.AbstractContextManager:
@@ -289,18 +262,19 @@ def _promotion_where_needed() -> contextlib.AbstractContextManager:
     return mock.patch.object(_fx_passes, "insert_type_promotion_nodes", where_needed)
 
 
-def _translate(program: torch.export.ExportedProgram, lowering: Lowering, decomposed: bool) -> torch.onnx.ONNXProgram:
+def _translate(
+    program: torch.export.ExportedProgram, tables: Tables, opset: int, decomposed: bool
+) -> torch.onnx.ONNXProgram:
     """What ``torch.onnx.export(program, dynamo=True, optimize=False)`` does, with the
-    translation table built once (:func:`._translations.torchlib_registry`), without decomposing
+    translation table built once (:func:`._translations.torchlib_tables`), without decomposing
     again a program decomposed op by op, and with type promotion only where an op needs it."""
     from torch.onnx._internal.exporter import _core
 
-    registry, opset = _registry(lowering)
     with (
         _quiet(),
         _promotion_where_needed(),
         _already_decomposed() if decomposed else contextlib.nullcontext(),
     ):
         return _core.export(
-            program, registry=registry, dynamic_shapes={}, optimize=False, verbose=False, opset_version=opset
+            program, registry=tables.registry, dynamic_shapes={}, optimize=False, verbose=False, opset_version=opset
         )

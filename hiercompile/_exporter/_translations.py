@@ -8,9 +8,11 @@ infers every translation's signature, though a model uses a few dozen of them.
 
 from __future__ import annotations
 
-__all__ = ["loaded_ops", "new_registry", "torchlib_registry"]
+import dataclasses
+import types
+from collections.abc import Callable, Mapping
 
-import functools
+__all__ = ["Tables", "loaded_ops", "new_registry", "torchlib_tables"]
 
 import torch
 from torch.onnx._internal.exporter import _registration
@@ -52,16 +54,38 @@ def loaded_ops() -> tuple:
     return tuple(sorted(torch.ops._dir)), len(torch._C._dispatch_get_all_op_names())
 
 
-def torchlib_registry(opset: int) -> _registration.ONNXRegistry:
-    """torch's table of ONNX translations for ``opset``, built once per process and set of
-    :func:`loaded_ops`: ``torch.onnx.export`` builds it at every call, which each file of a
-    task, each graph of the compile backend and each export in a loop would pay again."""
-    return _torchlib_registry(opset, loaded_ops())
+@dataclasses.dataclass(frozen=True)
+class Tables:
+    """A translation table and what torch's exporter derives from it: the decompositions it
+    runs before translating (every op the table lacks) and the ops the table translates."""
+
+    registry: _registration.ONNXRegistry
+    decompositions: Mapping[torch._ops.OperatorBase, Callable]
+    translated: frozenset
+
+    @classmethod
+    def of(cls, registry: _registration.ONNXRegistry) -> Tables:
+        from torch.onnx._internal.exporter import _decomp
+
+        translated = frozenset(_decomp.get_onnx_implemented_overloads(registry))
+        table = _decomp.create_onnx_friendly_decomposition_table(set(translated))
+        return cls(registry, types.MappingProxyType(table), translated)
 
 
-@functools.cache
-def _torchlib_registry(opset: int, ops: tuple) -> _registration.ONNXRegistry:
-    return new_registry(opset)
+_BUILT: dict[tuple[int, tuple], Tables] = {}
+
+
+def torchlib_tables(opset: int) -> Tables:
+    """torch's tables for ``opset``, built once per process and set of :func:`loaded_ops`:
+    ``torch.onnx.export`` builds them at every call (about 0.3 s), which each file of a task,
+    each graph of the compile backend and each export in a loop would pay again."""
+    key = (opset, loaded_ops())
+    if key not in _BUILT:
+        tables = Tables.of(new_registry(opset))
+        # building them loads op namespaces (quantized_decomposed, those of the composite
+        # ops): the tables are what they would be if built now
+        _BUILT[key] = _BUILT[(opset, loaded_ops())] = tables
+    return _BUILT[key]
 
 
 def new_registry(opset: int) -> _registration.ONNXRegistry:
