@@ -39,8 +39,22 @@ class Mixed(nn.Module):
 class Accumulates(Mixed):
     def forward(self, x, mask):
         h = self.lin(x)
-        h += 1  # an in-place op in the captured program
+        h += 1  # a write into a tensor nothing else sees
+        h.mul_(mask[:, None, :])  # and into the written one
+        return h.relu() + h
+
+
+class WritesThroughAView(Mixed):
+    def forward(self, x, mask):
+        h = self.lin(x)
+        h[:, 0].add_(1)  # a write into a view: h changes too
         return h * mask[:, None, :]
+
+
+class WritesIntoItsInput(Mixed):
+    def forward(self, x, mask):
+        x.mul_(2)  # the caller sees it
+        return self.lin(x) * mask[:, None, :]
 
 
 INPUTS = (torch.randn(3, 4, 8), torch.ones(3, 8, dtype=torch.long))
@@ -88,10 +102,10 @@ def test_export_decomposes_by_op_and_matches_pytorch(monkeypatch):
     )
     shapes = ({0: "batch_size"}, {0: "batch_size"})
     torch.manual_seed(0)
-    for model, traced in ((Mixed().eval(), []), (Accumulates().eval(), [1])):
+    for model, traced in ((Mixed().eval(), []), (Accumulates().eval(), []), (WritesThroughAView().eval(), [1])):
         whole.clear()
         result = hiercompile.export(model, INPUTS, dynamic_shapes=shapes)
-        assert whole == traced  # the program that mutates is decomposed by torch's whole trace
+        assert whole == traced  # a write others see is left to torch's whole trace
         x, mask = torch.randn(5, 4, 8), torch.randint(0, 2, (5, 8))
         with torch.no_grad():
             want = model(x, mask).numpy()
@@ -108,10 +122,22 @@ def _kinds(result: hiercompile.ExportResult) -> dict[str, tuple]:
     return {name: (op["op_type"], op["tags"]) for name, op in result.operations.items()}
 
 
-def test_a_program_that_mutates_is_left_as_it_was():
+def test_writes_nothing_else_sees_become_functional_ops():
     program = _program(Accumulates())
+    assert {"aten.add_.Tensor", "aten.mul_.Tensor"} <= set(_ops(program))
+    assert decompose_ops(program, *_decompositions()) is None
+    ops = _ops(program)
+    assert not any(n.target._schema.is_mutable for n in program.graph.nodes if n.op == "call_function")
+    assert ops["aten.add.Tensor"] == 2 and ops["aten.mul.Tensor"] == 1  # h + 1, relu(h) + h; h * mask
+    relu = next(n for n in program.graph.nodes if n.target == torch.ops.aten.relu.default)
+    assert relu.args[0].target == torch.ops.aten.mul.Tensor  # a later reader reads the written value
+
+
+@pytest.mark.parametrize("model", [WritesThroughAView(), WritesIntoItsInput()], ids=["view", "input"])
+def test_a_write_others_see_is_left_to_torch(model):
+    program = torch.export.export(model.eval(), tuple(t.clone() for t in INPUTS), dynamic_shapes=SHAPES)
     before = str(program.graph)
-    assert "mutates" in decompose_ops(program, *_decompositions())
+    assert "share" in decompose_ops(program, *_decompositions())
     assert str(program.graph) == before
 
 

@@ -49,27 +49,33 @@ def decompose_ops(
     translated: Collection[torch._ops.OperatorBase],
 ) -> str | None:
     """Replace, in place, each op of ``program`` that is not ``translated`` by the ops its
-    decomposition runs; None when done, else why it cannot be done (``program`` unchanged).
+    decomposition runs; None when done, else why it cannot be done.
 
     Rules:
 
     1. Ops with a translation, the exporter's assertions and Python's arithmetic on sizes
        stay as they are, but for the composite ops torch always decomposes (:func:`_decomposes`).
-    2. Each other op is traced alone (``make_fx`` with ``table`` and torch's composite
+    2. An op that writes into its first input (``add_``, ``detach_``) becomes its functional
+       op (``add``), read by the op's users and by every later reader of that input, when
+       nothing else can see the write: the input is a tensor an op of the program made
+       (not a view, not an input of the program) and no view of it was taken before
+       (:func:`_functionalize`). Any other write is left to torch's trace.
+    3. Each other op is traced alone (``make_fx`` with ``table`` and torch's composite
        decompositions), on the fake values the capture recorded for its inputs and in the
        program's shape environment. Its ops replace it, each with its own values and the
        replaced op's other metadata: module stack, tags, source lines.
-    3. An op whose trace is that op again (it has no decomposition) stays, for the
+    4. An op whose trace is that op again (it has no decomposition) stays, for the
        lowering's remedies.
-    4. Not done when the program mutates a tensor or has a higher-order op (a branch, a
-       loop: functionalizing them takes the whole program), when a value the capture
-       recorded is missing, or when a trace would add a guard (the decomposition would
-       specialize a dynamic size to the example's).
-    5. An output the program's signature names by its op's name is named after the ops that
+    5. Not done when a write cannot be made functional, the program has a higher-order op
+       (a branch, a loop: functionalizing them takes the whole program), a value the
+       capture recorded is missing, or a trace would add a guard (the decomposition would
+       specialize a dynamic size to the example's). The program is then as it was, but for
+       the writes of rule 2, which compute the same.
+    6. An output the program's signature names by its op's name is named after the ops that
        replaced it; the ops no output reads are removed, as torch's trace removes them.
     """
     graph = program.graph_module.graph
-    todo = []
+    writes = []
     for node in graph.nodes:
         if node.op == "call_module":
             return f"{node.name} calls a submodule"
@@ -82,10 +88,19 @@ def decompose_ops(
                 continue
             return f"{node.name} calls {node.target}, not an ATen op"
         if node.target._schema.is_mutable:
-            return f"{node.name} mutates a tensor ({node.target})"
-        if _decomposes(node.target, table, translated):
-            todo.append(node)
+            writes.append(node)
+    if writes and (why_not := _functionalize(graph, writes)):
+        return why_not
+    todo = [
+        node
+        for node in graph.nodes
+        if node.op == "call_function"
+        and isinstance(node.target, torch._ops.OpOverload)
+        and node.target not in _ASSERTIONS
+        and _decomposes(node.target, table, translated)
+    ]
     if not todo:
+        _cleaned(program)
         return None
     values = [n.meta.get("val") for node in todo for n in node.all_input_nodes]
     fake_mode = torch._guards.detect_fake_mode([v for v in values if isinstance(v, torch.Tensor)])
@@ -105,12 +120,67 @@ def decompose_ops(
     replaced: dict[torch.fx.Node, Any] = {}
     for node, inputs, sub in traces:
         _splice(graph, node, [replaced.get(n, n) for n in inputs], sub, replaced)
-    _rename_outputs(program)
-    graph.eliminate_dead_code()
-    program.graph_module.recompile()
+    _cleaned(program)
     logger.info(
         "lower: decomposed %d op(s) one at a time (%d had no decomposition)", len(traces), len(todo) - len(traces)
     )
+    return None
+
+
+def _functional_op(op: torch._ops.OpOverload) -> torch._ops.OpOverload | None:
+    """``add`` for ``add_``: the op that computes what ``op`` writes into its first input."""
+    schema = op._schema
+    written = [a for a in schema.arguments if a.alias_info is not None and a.alias_info.is_write]
+    if written != schema.arguments[:1] or len(schema.returns) != 1 or not op._opname.endswith("_"):
+        return None
+    packet = getattr(getattr(torch.ops, op.namespace), op._opname[:-1], None)
+    functional = getattr(packet, op._overloadname, None)
+    if not isinstance(functional, torch._ops.OpOverload) or functional._schema.is_mutable:
+        return None
+    return functional if [a.name for a in functional._schema.arguments] == [a.name for a in schema.arguments] else None
+
+
+def _aliases(node: torch.fx.Node) -> bool:
+    """Whether ``node``'s value may share memory with another's (a view, an input, a write)."""
+    if node.op != "call_function":
+        return True
+    if node.target is operator.getitem:
+        return _aliases(node.args[0])
+    return not isinstance(node.target, torch._ops.OpOverload) or any(
+        r.alias_info is not None for r in node.target._schema.returns
+    )
+
+
+def _functionalize(graph: torch.fx.Graph, writes: list[torch.fx.Node]) -> str | None:
+    """Rule 2 of :func:`decompose_ops` for ``writes`` (in the graph's order); None when done,
+    else why not, with nothing changed."""
+    order = {node: i for i, node in enumerate(graph.nodes)}
+    functional = {}
+    for node in writes:
+        target = node.args[0]
+        op = _functional_op(node.target)
+        if op is None:
+            return f"{node.name} writes into a tensor ({node.target}) and has no functional op"
+        made = functional.get(target)
+        if made is None and (not isinstance(target, torch.fx.Node) or _aliases(target)):
+            return f"{node.name} writes into {getattr(target, 'name', target)}, which another value may share"
+        if made is not None and made._schema.returns[0].alias_info is not None:
+            return f"{node.name} writes into a view ({target.name})"
+        if any(u is not node and order[u] < order[node] and _aliases(u) for u in target.users):
+            return f"{node.name} writes into {target.name}, which a view read before"
+        functional[node] = op
+    for node in writes:
+        target = node.args[0]
+        later = [u for u in target.users if u is not node and order[u] > order[node]]
+        with graph.inserting_before(node):
+            new = graph.call_function(functional[node], node.args, node.kwargs)
+        new.meta = dict(node.meta)
+        node.replace_all_uses_with(new)
+        for user in later:
+            user.replace_input_with(target, new)
+        order[new] = order[node]
+        graph.erase_node(node)
+    logger.info("lower: %d write(s) into a tensor made functional", len(writes))
     return None
 
 
@@ -181,9 +251,12 @@ def _splice(
     graph.erase_node(node)
 
 
-def _rename_outputs(program: torch.export.ExportedProgram) -> None:
-    """The program's signature names its outputs' nodes: name the ones that replaced them."""
+def _cleaned(program: torch.export.ExportedProgram) -> None:
+    """The program's signature names its outputs' nodes: name the ones that replaced them;
+    remove the ops no output reads, and write the program's code again."""
     outputs = program.graph.output_node().args[0]
     for spec, node in zip(program.graph_signature.output_specs, outputs, strict=True):
         if isinstance(node, torch.fx.Node) and getattr(spec.arg, "name", node.name) != node.name:
             spec.arg.name = node.name
+    program.graph.eliminate_dead_code()
+    program.graph_module.recompile()
