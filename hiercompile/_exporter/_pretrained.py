@@ -19,8 +19,10 @@ from .._io import Writer, json_writer
 from .._sources import ModelRef, check_sizes, resolve
 from .._tasks import infer_task, supported_tasks, task_named
 from ._export import ExportResult, Progress, export
-from ._generative import components, entered
+from ._generative import Component, components, entered
+from ._lower import Lowering, _tables
 from ._models import dynamic_shapes_for, load_model
+from ._parallel import export_parts, side_by_side
 from ._validate import Validation, validate
 from ._weights import checkpoint_bytes
 
@@ -164,10 +166,8 @@ def export_pretrained(
     parts = components(loaded.model, chosen, batch=batch, seq_len=seq_len)
     if chosen.layout == "single" and dynamic:
         parts[0].dynamic_shapes = dynamic_shapes_for(parts[0].kwargs, list(dynamic))
-    results: dict[str, ExportResult] = {}
-    for part in parts:
-        if on_component:
-            on_component(part.name)
+
+    def export_one(part: Component, report: Progress | None) -> ExportResult:
         with entered(loaded.model, part.forward), warnings.catch_warnings():
             if part.forward is not None:  # an input of ours the model does not read is dropped below
                 warnings.filterwarnings("ignore", message="the model never reads")
@@ -179,11 +179,16 @@ def export_pretrained(
                 namespace=namespace,
                 weights=loaded.weights,
                 stack_traces=stack_traces,
-                progress=progress,
+                progress=report,
             )
         if part.forward is not None:
             _without_unused_inputs(result)
-        results[part.name] = result
+        return result
+
+    side = side_by_side(loaded.model, parts, streamed=loaded.weights is not None)
+    if side:
+        _tables(Lowering())  # before the processes fork, which would each build them
+    results = export_parts(parts, export_one, side=side, progress=progress, on_component=on_component)
     written = _write(out, results, _beside(ref, loaded.model), functions, attributes, external_data)
     done = PretrainedExport(name, loaded.source, loaded.random_weights, results, written)
     if validate_outputs:
