@@ -174,3 +174,37 @@ def test_an_op_without_a_decomposition_stays():
 )
 def test_which_ops_torchs_exporter_decomposes(op, decomposed):
     assert _decomposes(op, *_decompositions()) is decomposed
+
+
+class Gates(nn.Module):
+    """The same op on values alike (three gates) and on a value of another size (one)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gates = nn.ModuleList(Gate() for _ in range(4))
+
+    def forward(self, x, mask):
+        alike = [gate(mask) for gate in self.gates[:3]]
+        other = self.gates[3](mask[:, :4])
+        return torch.stack(alike).sum(0) + other.sum(-1, keepdim=True) + x.sum()
+
+
+def test_an_op_on_values_alike_is_traced_once(monkeypatch):
+    from torch.fx.experimental import proxy_tensor
+
+    from hiercompile._exporter import _decompose
+
+    traced = []
+    monkeypatch.setattr(_decompose, "make_fx", lambda *a, **k: traced.append(1) or proxy_tensor.make_fx(*a, **k))
+    model = Gates().eval()
+    inputs = (torch.randn(3, 4, 8), torch.ones(3, 8, dtype=torch.long))
+    program = torch.export.export(model, inputs, dynamic_shapes=SHAPES)
+    assert _ops(program)["aten.__and__.Tensor"] == 4 and _ops(program)["aten.to.dtype"] == 4
+    assert decompose_ops(program, *_decompositions()) is None
+    assert len(traced) == 4  # & and to: once for the three gates alike, once for the other
+    torchs = torch.export.export(model, inputs, dynamic_shapes=SHAPES).run_decompositions(_decompositions()[0])
+    assert _ops(program) == _ops(torchs)
+    gates = [
+        next(reversed(n.meta["nn_module_stack"].values()))[0] for n in program.graph.nodes if "bitwise" in str(n.target)
+    ]
+    assert gates == ["gates.0", "gates.1", "gates.2", "gates.3"]  # each op with its own module

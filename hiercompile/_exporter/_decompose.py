@@ -108,9 +108,10 @@ def decompose_ops(
         return "an op's input has no value recorded by the capture"
     guards = len(fake_mode.shape_env.guards)
     traces = []
+    seen: dict[tuple, torch.fx.GraphModule | None] = {}
     with fake_mode:
         for node in todo:
-            trace = _trace(node, table)
+            trace = _trace(node, table, seen)
             if isinstance(trace, str):
                 return trace
             if trace is not None:
@@ -195,28 +196,55 @@ def _decomposes(
     return op in table or op not in translated or (_is_cia_op(op) and not _check_valid_to_preserve(op))
 
 
-def _trace(node: torch.fx.Node, table: Mapping[torch._ops.OperatorBase, Callable]) -> _Trace | str | None:
-    """``node``'s op alone, traced with its decompositions; None when that is the op again."""
+def _trace(
+    node: torch.fx.Node, table: Mapping[torch._ops.OperatorBase, Callable], seen: dict[tuple, Any]
+) -> _Trace | str | None:
+    """``node``'s op alone, traced with its decompositions; None when that is the op again.
+
+    An op traced before with the same arguments (the same constants, inputs of the same
+    dtypes, sizes and strides, symbolic ones alike) is not traced again: ``seen`` has its
+    trace (48 identical layers decompose their ops once)."""
     flat, spec = pytree.tree_flatten((node.args, node.kwargs))
     where = [i for i, a in enumerate(flat) if isinstance(a, torch.fx.Node)]
     multiple = isinstance(node.meta["val"], (tuple, list))
     if multiple and any(user.target is not operator.getitem for user in node.users):
         return f"{node.name}'s outputs are read whole"
+    inputs = [flat[i] for i in where]
+    key = (node.target, str(spec), *(_described(a) for a in flat), *(inputs.index(n) for n in inputs))
+    if key not in seen:
+        seen[key] = _traced(node.target, flat, spec, where, table)
+    sub = seen[key]
+    if sub is None:
+        return None
+    if any(isinstance(n.target, torch._ops.OpOverload) and n.target._schema.is_mutable for n in sub.graph.nodes):
+        return f"{node.name}'s decomposition mutates a tensor"
+    return node, inputs, sub
 
+
+def _described(arg: Any) -> Any:
+    """What a decomposition may read of an argument: a constant as it is; of a value, its
+    kind, dtype, device, sizes, strides and offset (symbolic ones by their expressions)."""
+    if not isinstance(arg, torch.fx.Node):
+        return repr(arg)
+    value = arg.meta["val"]
+    if isinstance(value, torch.Tensor):
+        return (value.dtype, value.device, str(value.shape), str(value.stride()), str(value.storage_offset()))
+    return (type(value).__name__, str(value))
+
+
+def _traced(
+    op: Any, flat: list, spec: Any, where: list[int], table: Mapping[torch._ops.OperatorBase, Callable]
+) -> torch.fx.GraphModule | None:
     def run(*values: Any) -> Any:
         full = list(flat)
         for i, value in zip(where, values, strict=True):
             full[i] = value
         args, kwargs = pytree.tree_unflatten(full, spec)
-        return node.target(*args, **kwargs)
+        return op(*args, **kwargs)
 
     sub = make_fx(run, decomposition_table=table, tracing_mode="symbolic")(*(flat[i].meta["val"] for i in where))
     ops = [n for n in sub.graph.nodes if n.op == "call_function"]
-    if len(ops) == 1 and ops[0].target is node.target:
-        return None
-    if any(isinstance(n.target, torch._ops.OpOverload) and n.target._schema.is_mutable for n in ops):
-        return f"{node.name}'s decomposition mutates a tensor"
-    return node, [flat[i] for i in where], sub
+    return None if len(ops) == 1 and ops[0].target is op else sub
 
 
 def _splice(
