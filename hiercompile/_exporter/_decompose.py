@@ -203,7 +203,7 @@ def _trace(
 
     An op traced before with the same arguments (the same constants, inputs of the same
     dtypes, sizes and strides, symbolic ones alike) is not traced again: ``seen`` has its
-    trace (48 identical layers decompose their ops once)."""
+    trace (48 identical blocks decompose their ops once)."""
     flat, spec = pytree.tree_flatten((node.args, node.kwargs))
     where = [i for i, a in enumerate(flat) if isinstance(a, torch.fx.Node)]
     multiple = isinstance(node.meta["val"], (tuple, list))

@@ -4,8 +4,8 @@ Each file is captured and lowered from the same loaded model, and each export is
 Python (torch's tracer), one core's work. With more than one core, the files after the
 first are exported in forked processes, which inherit the loaded model and the lower
 stage's tables, while this process exports the first; each sends back its result, the
-ONNX model serialized. Whisper's three files: 4.2 s one after the other, about 2.5 s
-side by side on 2 cores.
+ONNX model serialized. A tiny speech-recognition model's three files: 4.2 s one after
+the other, about 2.5 s side by side on 2 cores.
 """
 
 from __future__ import annotations

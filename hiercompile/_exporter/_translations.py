@@ -9,10 +9,11 @@ infers every translation's signature, though a model uses a few dozen of them.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 from collections.abc import Callable, Mapping
 
-__all__ = ["Tables", "loaded_ops", "new_registry", "torchlib_tables"]
+__all__ = ["Tables", "new_registry", "registered_ops", "torchlib_tables"]
 
 import torch
 from torch.onnx._internal.exporter import _registration
@@ -48,10 +49,12 @@ class _Registry(_registration.ONNXRegistry):
         return metas
 
 
-def loaded_ops() -> tuple:
-    """What torch's tables hold besides the opset's: the ops of every op namespace Python has
-    loaded so far (``torch.ops._dir``) and the ops registered (the dispatcher's count)."""
-    return tuple(sorted(torch.ops._dir)), len(torch._C._dispatch_get_all_op_names())
+def registered_ops() -> int:
+    """How many ops the dispatcher has: torch's tables hold those loaded so far (a library
+    imported later, ``quantized_decomposed``, registers its ops and their translations).
+    Which op namespaces Python has looked at does not count: building the tables looks at
+    more of them."""
+    return len(torch._C._dispatch_get_all_op_names())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,20 +75,16 @@ class Tables:
         return cls(registry, types.MappingProxyType(table), translated)
 
 
-_BUILT: dict[tuple[int, tuple], Tables] = {}
-
-
 def torchlib_tables(opset: int) -> Tables:
-    """torch's tables for ``opset``, built once per process and set of :func:`loaded_ops`:
-    ``torch.onnx.export`` builds them at every call (about 0.3 s), which each file of a task,
+    """torch's tables for ``opset``, built once per process and count of :func:`registered_ops`:
+    ``torch.onnx.export`` builds them at every call (about 0.4 s), which each file of a task,
     each graph of the compile backend and each export in a loop would pay again."""
-    key = (opset, loaded_ops())
-    if key not in _BUILT:
-        tables = Tables.of(new_registry(opset))
-        # building them loads op namespaces (quantized_decomposed, those of the composite
-        # ops): the tables are what they would be if built now
-        _BUILT[key] = _BUILT[(opset, loaded_ops())] = tables
-    return _BUILT[key]
+    return _torchlib_tables(opset, registered_ops())
+
+
+@functools.cache
+def _torchlib_tables(opset: int, ops: int) -> Tables:
+    return Tables.of(new_registry(opset))
 
 
 def new_registry(opset: int) -> _registration.ONNXRegistry:
