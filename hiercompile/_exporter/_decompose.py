@@ -5,9 +5,8 @@ torch's exporter decomposes a program by tracing all of it once more
 symbolic sizes, twice (aot_autograd collects metadata, then traces). For a decoder with
 its cache that is 1.6 s where the capture took 0.6 s, though nearly every op of the
 program has a translation and comes out of that trace as it went in. Here only the ops
-without one are traced, each alone, on the values the capture recorded; the program is
-what the whole trace gives, but for the ops with a translation, which stay as they are
-(a ``reshape`` where torch's trace writes ``clone`` and ``_unsafe_view``: the same ONNX).
+that need it are traced, each alone, on the values the capture recorded, and the program
+is the one the whole trace gives: the same ATen ops (tests hold them equal).
 """
 
 from __future__ import annotations
