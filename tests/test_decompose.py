@@ -208,3 +208,20 @@ def test_an_op_on_values_alike_is_traced_once(monkeypatch):
         next(reversed(n.meta["nn_module_stack"].values()))[0] for n in program.graph.nodes if "bitwise" in str(n.target)
     ]
     assert gates == ["gates.0", "gates.1", "gates.2", "gates.3"]  # each op with its own module
+
+
+def test_a_program_given_to_export_is_left_as_it_was():
+    torch.manual_seed(0)
+    model = Mixed().eval()
+    program = _program(model)
+    before, signature = str(program.graph), str(program.graph_signature)
+    custom = [dict(n.meta.get("custom") or {}) for n in program.graph.nodes]
+    result = hiercompile.export(program)
+    assert str(program.graph) == before and str(program.graph_signature) == signature
+    assert [n.meta.get("custom") or {} for n in program.graph.nodes] == custom  # no tags written into it either
+    x, mask = torch.randn(5, 4, 8), torch.randint(0, 2, (5, 8))
+    with torch.no_grad():
+        np.testing.assert_allclose(program.module()(x, mask).numpy(), model(x, mask).numpy(), atol=1e-6)
+        want = model(x, mask).numpy()
+    np.testing.assert_allclose(run_ir(result.model, {"x": x.numpy(), "mask": mask.numpy()})[0], want, atol=1e-5)
+    assert _kinds(hiercompile.export(program)) == _kinds(result)  # and exports the same again

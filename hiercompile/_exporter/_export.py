@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = ["ExportResult", "Progress", "Steps", "export", "export_program"]
 
 import contextlib
+import copy
 import dataclasses
 import os
 import sys
@@ -251,7 +252,7 @@ def export(
     step = Steps(progress)
     lowering = Lowering(arguments.opset_version, arguments.custom_translation_table, arguments.axis_names)
     if isinstance(model, torch.export.ExportedProgram):
-        program, strategy = model, "given"
+        program, strategy = _graph_of_its_own(model), "given"
         if keep is not None:
             raise InputError("keep= reads nn.Module instances; pass the model itself, not an ExportedProgram")
         if not stack_traces:
@@ -294,6 +295,15 @@ def export(
     if f is not None:
         result.save(f, **save_options)
     return result
+
+
+def _graph_of_its_own(program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
+    """``program`` with a copy of its graph and signature, its weights shared: tagging and
+    lowering rewrite the graph, and the caller's program stays as it was."""
+    own = copy.copy(program)
+    own._graph_module = copy.deepcopy(program.graph_module)
+    own._graph_signature = copy.deepcopy(program.graph_signature)
+    return own
 
 
 def _weight_values(model: Any, weights: str | os.PathLike | None) -> dict[str, ir.TensorProtocol] | None:
