@@ -127,7 +127,9 @@ def export_pretrained(
     ``present.N.key/value`` outputs, every sequence axis dynamic; a sequence-to-sequence
     task writes ``encoder_model/``, ``decoder_model/`` and, with past,
     ``decoder_with_past_model/`` into ``output``, each tagged with the whole model's
-    tags. The checkpoint's configuration and tokenizer files are copied beside them.
+    tags; with more than one core, its files are exported side by side in forked processes
+    (:func:`._parallel.export_parts`). The checkpoint's configuration and tokenizer files are
+    copied beside them.
     ``dynamic``: axes to make dynamic for a task without a cache (``batch``, ``seq``,
     ``height``, ``width``). ``validate_outputs``: compare ONNX Runtime with PyTorch
     afterwards; beyond ``atol`` it is a :class:`ValidationError`. ``stream_weights``: build
