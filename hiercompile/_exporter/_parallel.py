@@ -84,7 +84,11 @@ def export_parts(
         for part in parts[1:]:
             receive, send = context.Pipe(duplex=False)
             process = context.Process(target=_child, args=(send, export_one, part), daemon=True)
-            process.start()
+            with warnings.catch_warnings():
+                # Python 3.12+ warns of fork with other threads running: torch's idle
+                # intra-op workers; the child runs on one thread of its own (rule 2)
+                warnings.filterwarnings("ignore", message=r".*multi-threaded.*fork", category=DeprecationWarning)
+                process.start()
             send.close()
             children.append((part, process, receive))
         if on_component:
