@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx_ir as ir
+import torch
 from conftest import run_ir
 from onnxscript import rewriter
 
@@ -32,7 +33,7 @@ def test_a_rule_of_several_outputs_rewrites_as_onnxscripts_own_and_is_tried_at_i
     _, rewrite = _optimizer._private_parts()
     tried = []
     for rule in rewrite.rules.rules:
-        if isinstance(rule, _optimizer._FirstOutputOp):
+        if isinstance(rule, _optimizer._FirstOutputOp) and len(rule._target_pattern.output_nodes) > 1:
             inner = rule._rule.try_rewrite
             rule._rule.try_rewrite = lambda model, graph, node, _inner=inner, **kw: (
                 tried.append(node.op_type) or _inner(model, graph, node, **kw)
@@ -42,3 +43,44 @@ def test_a_rule_of_several_outputs_rewrites_as_onnxscripts_own_and_is_tried_at_i
     assert set(tried) == {"Slice"}  # never at the Relu: onnxscript would index the graph there
     for got, expected in zip(run_ir(ours, {"x": x}), want, strict=True):
         np.testing.assert_array_equal(got, expected)
+
+
+class Foldable(torch.nn.Module):
+    """Ops onnxscript's rules rewrite: a reshape of a reshape, a transpose of a transpose,
+    a cast to the same type, matmul and add (Gemm)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(6, 6)
+
+    def forward(self, x):
+        y = self.lin(x).reshape(2, 2, 6).reshape(4, 6)
+        return y.t().t().to(torch.float32).softmax(-1)
+
+
+def test_every_rule_is_tried_at_its_op_only_and_rewrites_as_onnxscripts_own():
+    from hiercompile._exporter._lower import lower
+
+    torch.manual_seed(0)
+    model, x = Foldable().eval(), torch.randn(4, 6)
+    program = torch.export.export(model, (x,))
+    raw, _ = lower(program)
+    theirs, ours = raw.clone(), raw.clone()
+    rules = rewriter._DEFAULT_REWRITE_RULES
+    rewriter.RewritePass(rules)(theirs)
+    _, rewrite = _optimizer._private_parts()
+    wrapped = [r for r in rewrite.rules.rules if isinstance(r, _optimizer._FirstOutputOp)]
+    assert len(wrapped) >= len(rules) - 5  # nearly every rule has a fixed output op
+    tried = []
+    for rule in wrapped:
+        inner = rule._rule.try_rewrite
+        rule._rule.try_rewrite = lambda model, graph, node, _inner=inner, _rule=rule, **kw: (
+            tried.append((node.op_type, _rule._op_type)) or _inner(model, graph, node, **kw)
+        )
+    rewrite(ours)
+    assert tried and all(at == op for at, op in tried)
+    assert len(list(theirs.graph)) < len(list(raw.graph))  # the rules rewrote something
+    assert [n.op_type for n in ours.graph] == [n.op_type for n in theirs.graph]
+    with torch.no_grad():
+        want = model(x).numpy()
+    np.testing.assert_allclose(run_ir(ours, {"x": x.numpy()})[0], want, atol=1e-6)
