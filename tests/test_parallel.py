@@ -86,6 +86,7 @@ def test_parts_side_by_side_are_the_parts_one_after_the_other():
     assert [step for step, _ in second[::2]] == list(side["second"].timings)
 
 
+@pytest.mark.filterwarnings("ignore:raised in a process of its own")
 def test_an_error_in_a_process_is_raised_here():
     model = Net().eval()
     export = _export(model)
@@ -99,6 +100,7 @@ def test_an_error_in_a_process_is_raised_here():
         export_parts(PARTS, export_one, side=True)
 
 
+@pytest.mark.filterwarnings("ignore:raised in a process of its own")
 def test_a_process_that_ends_without_a_result_has_its_part_exported_here():
     model = Net().eval()
     parent = os.getpid()
