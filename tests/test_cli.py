@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -16,7 +17,7 @@ import torch
 from conftest import bert_config, check_spec, run_onnx
 from hiercompile.passes import HIERARCHY_KEY
 
-from hiercompile._cli import main
+from hiercompile._cli import YOUNG_THRESHOLD, main
 
 
 def test_unknown_model_is_one_line_error(tmp_path, capsys):
@@ -26,21 +27,27 @@ def test_unknown_model_is_one_line_error(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def test_the_command_exits_with_mains_code_and_no_last_collection(tmp_path, monkeypatch, capsys):
-    import gc
+def test_the_command_exits_with_mains_code_and_what_an_exit_runs(tmp_path):
+    """The command ends its process without the interpreter's teardown, but as an exit
+    would for the rest: atexit functions (a temporary folder's removal), flushed output."""
     from importlib.metadata import entry_points
 
-    from hiercompile._cli import run
-
     assert [e.value for e in entry_points(group="console_scripts", name="hiercompile")] == ["hiercompile._cli:run"]
-    monkeypatch.setattr(sys, "argv", ["hiercompile", "export", "bert-huge", str(tmp_path / "out")])
-    try:
-        with pytest.raises(SystemExit) as info:
-            run()
-        assert info.value.code == 1 and "error:" in capsys.readouterr().err
-        assert gc.get_freeze_count() > 0  # the interpreter's teardown leaves these objects to the OS
-    finally:
-        gc.unfreeze()
+    code = (
+        "import atexit, sys, tempfile\n"
+        "left = tempfile.TemporaryDirectory()\n"
+        "atexit.register(print, 'atexit ran')\n"
+        "sys.stdout.write(left.name + ' buffered ')\n"
+        "from hiercompile._cli import run\n"
+        f"sys.argv = ['hiercompile', 'export', 'bert-huge', {str(tmp_path / 'out')!r}]\n"
+        "run()\n"
+    )
+    env = {**os.environ, "PYTHONUNBUFFERED": ""}  # stdout buffered, as when piped
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 1 and "error:" in proc.stderr and "Traceback" not in proc.stderr
+    left, rest = proc.stdout.split(" buffered ")
+    assert rest.strip() == "atexit ran"
+    assert not Path(left).exists()  # weakref.finalize's cleanup ran
 
 
 @pytest.mark.parametrize("loads", [True, False], ids=["loaded", "failed-to-load"])
@@ -57,14 +64,18 @@ def test_export_loads_without_collections_then_freezes_what_it_loaded(tmp_path, 
         if loads:
             on_loaded("a model", True)
             seen.append(gc.isenabled())
+            seen.append(gc.get_threshold()[0])
         raise InputError("stop here")
 
     monkeypatch.setattr(pretrained, "export_pretrained", export_pretrained)
     frozen = gc.get_freeze_count()
+    thresholds = gc.get_threshold()
     try:
         assert main(["export", "bert-tiny", str(tmp_path / "out")]) == 1
-        assert seen == ([False, True] if loads else [False])  # imports and loading: no collection
-        assert gc.isenabled()  # back on, whatever happened
+        # imports and loading: no collection; the export: fewer collections of young objects
+        assert seen == ([False, True, YOUNG_THRESHOLD] if loads else [False])
+        assert thresholds[0] < YOUNG_THRESHOLD
+        assert gc.isenabled() and gc.get_threshold() == thresholds  # as they were, whatever happened
         assert (gc.get_freeze_count() > frozen) is loads  # what was loaded is never scanned again
     finally:
         gc.unfreeze()
