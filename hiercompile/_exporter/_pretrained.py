@@ -10,6 +10,7 @@ import shutil
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from torch import nn
 
@@ -23,8 +24,10 @@ from ._generative import Component, components, entered
 from ._lower import Lowering, _tables
 from ._models import dynamic_shapes_for, load_model
 from ._parallel import export_parts, side_by_side
-from ._validate import Validation, validate
 from ._weights import checkpoint_bytes
+
+if TYPE_CHECKING:  # ONNX Runtime loads only to validate
+    from ._validate import Validation
 
 STREAM_BYTES = 1 << 30  # a checkpoint this large or larger is streamed, not loaded, unless told otherwise
 
@@ -194,6 +197,8 @@ def export_pretrained(
     written = _write(out, results, _beside(ref, loaded.model), functions, attributes, external_data)
     done = PretrainedExport(name, loaded.source, loaded.random_weights, results, written)
     if validate_outputs:
+        from ._validate import validate
+
         if stream:  # the same files, against the model with its weights loaded
             loaded = load_model(ref, task)
             parts = components(loaded.model, chosen, batch=batch, seq_len=seq_len)
