@@ -8,12 +8,12 @@ infers every translation's signature, though a model uses a few dozen of them.
 
 from __future__ import annotations
 
+__all__ = ["Tables", "new_registry", "registered_ops", "torchlib_tables"]
+
 import dataclasses
 import functools
 import types
 from collections.abc import Callable, Mapping
-
-__all__ = ["Tables", "new_registry", "registered_ops", "torchlib_tables"]
 
 import torch
 from torch.onnx._internal.exporter import _registration
