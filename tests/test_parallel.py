@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -126,3 +128,18 @@ def test_which_tasks_go_side_by_side(monkeypatch):
     monkeypatch.undo()
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
     assert not side_by_side(model, PARTS, streamed=False)  # one core
+
+
+def test_before_forking_the_tables_hold_the_ops_a_capture_registers():
+    # in a fresh process: here, an earlier test has imported what a capture imports
+    code = """
+import torch, hiercompile
+from hiercompile._exporter import _pretrained, _translations
+_pretrained._before_forking()
+ops, built = _translations.registered_ops(), _translations._torchlib_tables.cache_info().misses
+model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU()).eval()
+hiercompile.export(model, (torch.randn(3, 4),), dynamic_shapes=({0: "batch_size"},))
+print(built, _translations.registered_ops() - ops, _translations._torchlib_tables.cache_info().misses - built)
+"""
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.split()
+    assert out == ["1", "0", "0"]  # built once, before; the export registers no op and builds no table

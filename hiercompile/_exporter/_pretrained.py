@@ -192,7 +192,7 @@ def export_pretrained(
 
     side = side_by_side(loaded.model, parts, streamed=loaded.weights is not None)
     if side:
-        _tables(Lowering())  # before the processes fork, which would each build them
+        _before_forking()
     results = export_parts(parts, export_one, side=side, progress=progress, on_component=on_component)
     written = _write(out, results, _beside(ref, loaded.model), functions, attributes, external_data)
     done = PretrainedExport(name, loaded.source, loaded.random_weights, results, written)
@@ -205,6 +205,20 @@ def export_pretrained(
         files = {k: (out if k == "model" else Output(out.directory / k)).model_path for k in results}
         done.validation = validate(loaded.model, chosen, parts, files, atol=atol)
     return done
+
+
+def _before_forking() -> None:
+    """Do here, once, what each forked process would otherwise do again (:mod:`._parallel`):
+    import what a capture imports when first run (torch's export trace, which registers
+    more ops, and the sympy module that sympy's arithmetic imports on first use), then
+    build the lower stage's tables. The tables hold the ops registered so far
+    (:func:`._translations.torchlib_tables`): built before those imports, every process
+    built them again. A tiny speech-recognition model's three files: about 0.2 s less CPU
+    time in each forked process, 0.97x the command's time."""
+    import sympy.tensor.tensor  # noqa: F401
+    import torch.export._trace  # noqa: F401
+
+    _tables(Lowering())
 
 
 def _streams(ref: ModelRef, stream_weights: bool | None) -> bool:
