@@ -84,7 +84,11 @@ class ModuleHierarchy:
     5. The tag is ``/`` + the segments of the kept modules from the root down to it:
        tags are injective.
     6. An op gets the tag of the innermost kept module on its module stack; an op
-       run directly in the root gets the root tag.
+       run directly in the root gets the root tag. A stack entry that is not kept
+       stands for its nearest kept ancestor in the model tree, when that is inside
+       what the entries before it gave (a ``torch.nn.Linear`` called in a
+       ``torch.cond`` branch has only its own entry there: it takes the kept module
+       that holds it, never the root).
     7. From an ``ExportedProgram`` (:meth:`from_program`), the modules are those on the
        ops' module stacks, with their recorded classes; a module that is on no stack
        counts as a container (``ModuleList``s are never called), and a shared instance
@@ -193,8 +197,22 @@ class ModuleHierarchy:
         """
         tag = self.root.tag
         for path in paths:
-            tag = self.tag_of_path(path) or tag
+            found = self.tag_of_path(path)
+            if found is None:
+                found = self._nearest_kept_tag(path)
+                if not found.startswith(f"{tag}/"):  # an alias elsewhere in the tree: the stack knows better
+                    continue
+            tag = found
         return tag
+
+    def _nearest_kept_tag(self, path: str) -> str:
+        """The tag of the nearest kept module above ``path`` in the model tree."""
+        parts = path.split(".")
+        for i in range(len(parts) - 1, 0, -1):
+            canonical = self._aliases.get(".".join(parts[:i]))
+            if canonical is not None and (info := self._by_path.get(canonical)) is not None:
+                return info.tag
+        return self.root.tag
 
     def tag_of_path(self, path: str) -> str | None:
         """The tag of the module at ``path`` if it is kept, else None; ``KeyError`` if there is none."""

@@ -141,6 +141,59 @@ def test_cond_in_a_submodule(tmp_path):
     _both_ways(model, tmp_path / "model.onnx", [torch.full((2, 4), 3.0), torch.full((2, 4), -3.0)])
 
 
+class BuiltinsInBranches(nn.Module):
+    """Calls torch.nn modules (not kept) straight from its branches, in one of three styles."""
+
+    def __init__(self, style: str) -> None:
+        super().__init__()
+        self.style = style
+        self.a = nn.Linear(4, 4)
+        self.b = nn.Sequential(nn.Linear(4, 4))
+
+    def yes(self, x):
+        return torch.tanh(self.a(x)) * 2
+
+    def no(self, x):
+        return self.b(x) - 1
+
+    def forward(self, x):
+        if self.style == "method":
+            return torch.cond(x.sum() > 0, self.yes, self.no, (x,))
+        if self.style == "lambda":
+            return torch.cond(x.sum() > 0, lambda x: torch.tanh(self.a(x)) * 2, lambda x: self.b(x) - 1, (x,))
+
+        def yes(x):
+            return torch.tanh(self.a(x)) * 2
+
+        def no(x):
+            return self.b(x) - 1
+
+        return torch.cond(x.sum() > 0, yes, no, (x,))
+
+
+class HoldsBranches(nn.Module):
+    def __init__(self, style: str) -> None:
+        super().__init__()
+        self.inner = BuiltinsInBranches(style)
+        self.out = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.out(self.inner(x))
+
+
+@pytest.mark.parametrize("style", ["lambda", "method", "nested function"])
+def test_torch_nn_modules_in_a_branch_take_the_module_holding_them(tmp_path, style):
+    torch.manual_seed(0)
+    model = HoldsBranches(style).eval()
+    result = hiercompile.export(model, (torch.randn(2, 4),), tmp_path / "m.onnx")
+    inside = _subgraph_tags(onnx.load(tmp_path / "m.onnx"))
+    # the Linear's Gemm sits in the module holding the Linear, never the root
+    assert inside["Gemm"] == {"/HoldsBranches/BuiltinsInBranches"}
+    assert inside["Tanh"] == inside["Mul"] == inside["Sub"] == {"/HoldsBranches/BuiltinsInBranches"}
+    assert result.coverage == 1.0
+    _both_ways(model, tmp_path / "m.onnx", [torch.full((2, 4), 3.0), torch.full((2, 4), -3.0)])
+
+
 def test_nested_cond_with_weights_at_both_levels(tmp_path):
     torch.manual_seed(0)
     model = Nested().eval()
