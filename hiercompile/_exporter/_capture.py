@@ -18,6 +18,7 @@ import torch
 import torch.fx.traceback as fx_traceback
 from torch import nn
 
+from .._compat._torch import rnn_while_loops
 from .._errors import CaptureError, CaptureWarning, InputError, UnusedInputWarning, first_line
 from .._logs import quiet_loggers
 
@@ -113,6 +114,8 @@ def _tracing(stack_traces: bool, dynamic: bool) -> Iterator[None]:
     3. With dynamic shapes, fake tensors cache no op: each new entry is checked by
        building its output again from symbolic sizes, which costs more than the hits save
        (a decoder with its cache: 0.7 s of a 3.5 s capture).
+    4. With dynamic shapes, ``nn.LSTM`` and ``nn.GRU`` run as a loop over the sequence, as
+       under ``torch.onnx.export``, so their length stays dynamic.
     """
     with contextlib.ExitStack() as stack:
         stack.enter_context(fx_traceback.preserve_node_meta())
@@ -120,6 +123,7 @@ def _tracing(stack_traces: bool, dynamic: bool) -> Iterator[None]:
             stack.enter_context(mock.patch.object(torch.fx.config, "do_not_emit_stack_traces", True))
         if dynamic:
             stack.enter_context(torch._dynamo.config.patch(fake_tensor_cache_enabled=False))
+            stack.enter_context(rnn_while_loops())
         yield
 
 
