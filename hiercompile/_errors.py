@@ -107,5 +107,10 @@ class StaleResultWarning(UserWarning):
 
 
 def first_line(error: BaseException) -> str:
-    """The first non-empty line of an exception's message, or its class name."""
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+    """The first non-empty line of an exception's message, or its class name; a line that
+    ends in a colon announces the next, which is joined to it (the cause, not just its heading)."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()] or [type(error).__name__]
+    head = lines[0]
+    if head.endswith(":") and len(lines) > 1:
+        head = f"{head} {lines[1].lstrip('- ')}"
+    return head

@@ -122,6 +122,62 @@ def test_opset_version_and_optimize():
     assert len(plain.model.graph) >= len(hiercompile.export(Net().eval(), (x,)).model.graph)
 
 
+def test_an_opset_out_of_range_or_out_of_reach_is_an_error_naming_the_range():
+    import onnx
+
+    x = torch.randn(3, 4)
+    newest = onnx.defs.onnx_opset_version()
+    for bad in (6, newest + 2, True, "18"):
+        with pytest.raises(hiercompile.InputError, match=f"opset_version must be an ONNX opset from 7 to {newest}"):
+            hiercompile.export(Net().eval(), (x,), opset_version=bad)
+    # within the range but below what the converter reaches for this model: never a silent 18
+    with pytest.raises(hiercompile.LowerError, match=r"opset_version=13 .* pass opset_version=18 or newer"):
+        hiercompile.export(Net().eval(), (x,), opset_version=13)
+
+
+def test_an_axis_name_that_cannot_be_used_is_a_warning():
+    x = torch.randn(3, 4)
+    with pytest.warns(UserWarning, match="the axis name 'other' will not be used.*'rows'"):
+        result = hiercompile.export(Pair(), (x, torch.randn(3, 4)), dynamic_shapes={"x": {0: "rows"}, "y": {0: "other"}})
+    assert str(result.model.graph.inputs[1].shape[0]) == "rows"
+
+    class Fixed(nn.Module):
+        def forward(self, x):
+            return x.reshape(3, 2, 2)
+
+    with pytest.warns(hiercompile.CaptureWarning, match="axis name 'rows' .* torch made that dim static"):
+        fixed = hiercompile.export(Fixed(), (x,), dynamic_shapes={"x": {0: torch.export.Dim("rows")}})
+    assert list(fixed.model.graph.inputs[0].shape) == [3, 4]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("batch", [1, 2])
+def test_a_causal_lm_exports_with_readmes_python_call(batch):
+    """README's call on a transformers decoder that returns its cache, with batch 1 in the example too."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=1000,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config).eval()
+    ids = torch.randint(0, 1000, (batch, 6))
+    result = hiercompile.export(model, kwargs={"input_ids": ids}, dynamic_shapes={"input_ids": {0: "batch", 1: "seq"}})
+    assert [str(d) for d in result.model.graph.inputs[0].shape] == ["batch", "seq"]
+    assert len(result.model.graph.outputs) == 1 + 2 * config.num_hidden_layers  # logits, then each key and value
+    other = torch.randint(0, 1000, (3, 4))
+    with torch.no_grad():
+        want = model(input_ids=other)
+    got = run_ir(result.model, {"input_ids": other.numpy()})
+    np.testing.assert_allclose(got[0], want.logits.numpy(), atol=1e-4)
+    np.testing.assert_allclose(got[1], want.past_key_values.layers[0].keys.numpy(), atol=1e-5)
+
+
 def test_keep_initializers_as_inputs():
     result = hiercompile.export(Net().eval(), (torch.randn(3, 4),), keep_initializers_as_inputs=True)
     names = [v.name for v in result.model.graph.inputs]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["rnn_while_loops"]
+__all__ = ["rnn_while_loops", "size_oblivious"]
 
 import contextlib
 import logging
@@ -30,3 +30,20 @@ def rnn_while_loops() -> Iterator[None]:
         return
     with register_lstm_while_loop_decomposition(), register_gru_while_loop_decomposition():
         yield
+
+
+def size_oblivious() -> contextlib.AbstractContextManager:
+    """Let a dynamic dim whose example size is 0 or 1 stay dynamic, as ``torch.onnx.export``'s
+    non-strict capture does (batch 1 in the example, a dynamic batch asked for).
+
+    Private: ``torch.fx.experimental._config.backed_size_oblivious``, checked on torch 2.13,
+    2.14 and 2.15. Without it torch specializes such a dim and the capture reports the conflict.
+    """
+    try:
+        from torch.fx.experimental import _config
+    except ImportError:
+        _config = None
+    if _config is None or not hasattr(_config, "backed_size_oblivious"):
+        logger.debug("torch.fx.experimental._config.backed_size_oblivious is missing: 0/1 sizes specialize")
+        return contextlib.nullcontext()
+    return _config.patch(backed_size_oblivious=True)

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.utils import _pytree as pytree
 
-from .._errors import InputError
+from .._errors import CaptureWarning, InputError
 
 # torch.onnx.export's arguments that only its TorchScript exporter or its own debugging
 # tools read: accepted at their defaults, an error otherwise (what to use instead)
@@ -81,6 +81,20 @@ def _check_names(what: str, names: Sequence[str] | None) -> None:
         raise InputError(f"{what} repeat {duplicates}; every input and output needs a name of its own")
 
 
+def _check_opset(opset_version: Any) -> None:
+    """An ONNX opset the installed onnx knows, from the oldest its version converter reaches."""
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    if opset_version is None:
+        return
+    if isinstance(opset_version, bool) or not isinstance(opset_version, int) or not 7 <= opset_version <= newest:
+        raise InputError(
+            f"opset_version must be an ONNX opset from 7 to {newest} (the newest onnx {onnx.__version__} knows; "
+            f"18 and newer always work, older ones when every op of the model exists there), got {opset_version!r}"
+        )
+
+
 def read_arguments(
     model: nn.Module | torch.export.ExportedProgram,
     args: Any,
@@ -107,8 +121,7 @@ def read_arguments(
             raise InputError(f"{name}={value!r} is not supported: {why}")
     _check_names("input_names", input_names)
     _check_names("output_names", output_names)
-    if opset_version is not None and (not isinstance(opset_version, int) or opset_version < 7):
-        raise InputError(f"opset_version must be an ONNX opset number such as 18 or 23, got {opset_version!r}")
+    _check_opset(opset_version)
     if isinstance(args, torch.Tensor):
         args = (args,)
     if isinstance(args, list):
@@ -173,12 +186,24 @@ def name_axes(model: ir.Model, axis_names: Any) -> None:
             for dim, axis in axes.items() if isinstance(axes, Mapping) else enumerate(axes):
                 name = axis if isinstance(axis, str) else getattr(axis, "__name__", None)
                 symbol = value.shape[dim]
-                if name and isinstance(symbol, ir.SymbolicDim) and symbol.value:
-                    mapping.setdefault(symbol.value, name)
+                if not name:
+                    continue
+                if not isinstance(symbol, ir.SymbolicDim) or not symbol.value:
+                    warnings.warn(
+                        f"the axis name {name!r} (input {key!r}, dim {dim}) will not be used: torch made that "
+                        f"dim static ({symbol}) while capturing; the model fixes it to the example's size",
+                        CaptureWarning,
+                        stacklevel=4,
+                    )
+                elif mapping.setdefault(symbol.value, name) != name:  # as torch.onnx.export warns
+                    warnings.warn(
+                        f"the axis name {name!r} will not be used, since it shares the same shape constraints "
+                        f"with another axis: {mapping[symbol.value]!r}",
+                        UserWarning,
+                        stacklevel=4,
+                    )
     else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # its note about two names for one symbol: the first one stays
-            mapping = _dynamic_shapes.create_rename_mapping(model.graph.inputs, axis_names)
+        mapping = _dynamic_shapes.create_rename_mapping(model.graph.inputs, axis_names)
     _ir_passes.rename_axis(model, mapping)
 
 

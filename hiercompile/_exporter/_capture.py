@@ -18,7 +18,8 @@ import torch
 import torch.fx.traceback as fx_traceback
 from torch import nn
 
-from .._compat._torch import rnn_while_loops
+from .._compat._torch import rnn_while_loops, size_oblivious
+from .._compat._transformers import register_caches
 from .._errors import CaptureError, CaptureWarning, InputError, UnusedInputWarning, first_line
 from .._logs import quiet_loggers
 
@@ -64,7 +65,9 @@ class Captured:
 
 def _export(strict: bool) -> Callable:
     def run(model: nn.Module, args: tuple, kwargs: dict, dynamic_shapes: Any) -> torch.export.ExportedProgram:
-        return torch.export.export(model, args, kwargs, dynamic_shapes=dynamic_shapes, strict=strict)
+        # non-strict: a dynamic dim whose example is 1 stays dynamic, as under torch.onnx.export
+        with contextlib.nullcontext() if strict or dynamic_shapes is None else size_oblivious():
+            return torch.export.export(model, args, kwargs, dynamic_shapes=dynamic_shapes, strict=strict)
 
     return run
 
@@ -200,11 +203,13 @@ def capture(
        user's line it happened at, torch's suggestions and what to do.
     5. An example input the program never reads (a misspelled keyword that ``**kwargs``
        swallowed) is a warning that names it.
-    6. Without ``stack_traces``, no op of the program keeps the source lines it ran at
+    6. A transformers model's cache classes are pytrees torch.export takes and returns.
+    7. Without ``stack_traces``, no op of the program keeps the source lines it ran at
        (the exporter's ``pkg.torch.onnx.stack_trace``), and where torch can, they are not
        recorded at all (:func:`_tracing`).
     """
     check_inputs(model, args, kwargs)
+    register_caches(model)  # a transformers model may take or return its cache
     failures: list[BaseException] = []
     for name, run in STRATEGIES:
         try:

@@ -23,6 +23,8 @@ from torch._dispatch.python import enable_python_dispatcher
 from torch.fx.experimental.proxy_tensor import make_fx
 from torch.utils import _pytree as pytree
 
+from .._compat._torch import size_oblivious
+
 logger = logging.getLogger(__name__)
 
 # the exporter's assertions, which it removes before translating (_fx_passes.remove_assertion_nodes)
@@ -109,7 +111,7 @@ def decompose_ops(
     guards = len(fake_mode.shape_env.guards)
     traces = []
     seen: dict[tuple, torch.fx.GraphModule | None] = {}
-    with fake_mode:
+    with fake_mode, size_oblivious():  # a dynamic size of 1 in the example stays dynamic, as in the capture
         for node in todo:
             trace = _trace(node, table, seen)
             if isinstance(trace, str):

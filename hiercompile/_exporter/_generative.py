@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from torch.utils import _pytree as pytree
 
+from .._compat._transformers import register_caches
 from .._errors import InputError
 from .._tasks import Task
 from ._models import example_inputs
@@ -77,14 +78,6 @@ def _with_signature(function: Callable, names: list[str]) -> Callable:
     kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
     call.__signature__ = inspect.Signature([inspect.Parameter(n, kind) for n in names])
     return call
-
-
-def register_caches(model: nn.Module) -> None:
-    """Make the model's cache classes pytrees torch.export can take and return (transformers'
-    own registration: every ``Cache`` subclass and the model module's ``*Cache`` classes)."""
-    from transformers.exporters.exporter_dynamo import register_cache_pytrees_for_model
-
-    register_cache_pytrees_for_model(model)
 
 
 def _paths(obj: Any, prefix: str = "") -> Iterator[tuple[str, torch.Tensor]]:

@@ -108,6 +108,12 @@ def lower(
                 decomposed = _decomposed_by_op(program, tables)  # the ops of their implementations
             else:
                 raise LowerError(f"lower step (torch.onnx dynamo exporter) failed: {_describe(e)}") from e
+    reached = onnx_program.model.opset_imports.get("")
+    if reached != opset:  # torch converts to an older opset where it can, and keeps its own where not
+        raise LowerError(
+            f"lower step: the model could not be converted to opset_version={opset} (ONNX's version converter "
+            f"left it at {reached}: one of its ops has no form there); pass opset_version={reached} or newer"
+        )
     name_axes(onnx_program.model, lowering.axis_names)
     if lowering.weights is not None:
         try:
