@@ -185,12 +185,13 @@ def cmd_export(ns: argparse.Namespace) -> None:
 
     Output(ns.output).check()
     ref = resolve(ns.model)
-    check_sizes(ns.batch, ns.seq_len, ref.config)
+    task = task_named(ns.task) if ns.task is not None else None
+    check_sizes(ns.batch, ns.seq_len, ref.config, extra=task.extra_positions() if task else None)
     axes = _dynamic_axes(ns.dynamic)
-    if ns.task is not None:
-        task_named(ns.task)
     if ns.atol is not None and not ns.validate:
         raise InputError("--atol sets the tolerance of --validate; pass --validate too")
+    if ns.atol is not None and not ns.atol >= 0:
+        raise InputError(f"--atol must be 0 or more, got {ns.atol}")
     with _collected_after_loading() as loaded:
         _export(ns, axes, loaded)
 
@@ -236,14 +237,22 @@ def _export(ns: argparse.Namespace, axes: list[str], loaded: Callable[[], None])
     _summary(result)
 
 
+def _file_output(path: str) -> Path:
+    """An output that names a file to write; a folder there is an :class:`InputError`."""
+    out = Path(path)
+    if out.is_dir():
+        raise InputError(f"{out} is a folder; pass the path of the .onnx file to write, e.g. {out / 'module.onnx'}")
+    return out
+
+
 def cmd_functionize(ns: argparse.Namespace) -> None:
     from ._io import onnx_writer, write_files
     from ._tools._functions import functionize
     from ._tools._retrieve import load_tagged
 
+    out = _file_output(ns.output)
     model = load_tagged(ns.input)
     result = functionize(model)
-    out = Path(ns.output)
     write_files(out.parent, {out.name: onnx_writer(model)})
     names = sorted(set(result.functions.values()))
     console = _console()
@@ -257,9 +266,9 @@ def cmd_strip_attributes(ns: argparse.Namespace) -> None:
     from ._tools._retrieve import load_tagged
     from .passes import StripTagAttributesPass
 
+    out = _file_output(ns.output)
     model = load_tagged(ns.input)
     StripTagAttributesPass()(model)
-    out = Path(ns.output)
     write_files(out.parent, {out.name: onnx_writer(model)})
     _console().print(f"wrote {out} without tag attributes")
 
@@ -269,6 +278,8 @@ def cmd_inspect(ns: argparse.Namespace) -> None:
 
     from ._tools._retrieve import HierarchyRetriever
 
+    if ns.depth is not None and ns.depth < 0:
+        raise InputError(f"--depth must be 0 or more (0: the start module alone), got {ns.depth}")
     retriever = HierarchyRetriever(ns.model)
     root = ns.module or retriever.modules()[0]
     base = retriever.depth(root)
@@ -289,6 +300,7 @@ def cmd_inspect(ns: argparse.Namespace) -> None:
 def cmd_extract(ns: argparse.Namespace) -> None:
     from ._tools._extract import extract
 
+    _file_output(ns.output)
     model = extract(ns.model, ns.tag, ns.output)
     _console().print(
         f"wrote {ns.output}: {len(model.graph)} nodes, inputs {[v.name for v in model.graph.inputs]}, "

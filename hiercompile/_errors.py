@@ -18,6 +18,7 @@ __all__ = [
     "LowerError",
     "ModelLoadError",
     "NotTaggedError",
+    "OptionWarning",
     "ProfileError",
     "QueryError",
     "SaveError",
@@ -100,6 +101,10 @@ class CaptureWarning(UserWarning):
 
 class UnusedInputWarning(UserWarning):
     """An example input the captured graph never reads (a misspelled keyword, say)."""
+
+
+class OptionWarning(UserWarning):
+    """An option that cannot apply to this model or task, and does nothing."""
 
 
 class StaleResultWarning(UserWarning):

@@ -20,11 +20,12 @@ from importlib import resources
 from pathlib import Path
 
 from ._errors import InputError, ModelLoadError
+from ._tasks import CACHE_POSITIONS
 
 CONFIG_FILE = "config.json"
 DYNAMIC_AXES = ("batch", "seq", "height", "width")  # the axes ``export --dynamic`` can make dynamic
 # configuration keys that bound a token sequence's length (position embeddings)
-_POSITION_KEYS = ("max_position_embeddings", "n_positions")
+_POSITION_KEYS = ("max_position_embeddings", "n_positions", "max_target_positions")
 
 
 def presets() -> dict[str, dict]:
@@ -72,6 +73,24 @@ def _cached_config(name: str) -> dict | None:
     return json.loads(Path(path).read_text(encoding="utf-8")) if isinstance(path, str) else None
 
 
+def read_config(path: Path) -> dict:
+    """A checkpoint's ``config.json``: a JSON object with a ``model_type``, else :class:`ModelLoadError`."""
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelLoadError(f"{path} is not JSON text ({e}); write it again with save_pretrained") from e
+    if not isinstance(config, dict):
+        raise ModelLoadError(
+            f"{path} holds a JSON {type(config).__name__}, not an object of settings; write it with save_pretrained"
+        )
+    if not isinstance(config.get("model_type"), str) or not config["model_type"]:
+        raise ModelLoadError(
+            f"{path} names no model_type, which says which transformers model to build; "
+            'add it ("bert", "llama", …) or write the file with save_pretrained'
+        )
+    return config
+
+
 def resolve(name: str) -> ModelRef:
     """The model ``name`` stands for: a preset, a local folder, or a hub id (in that order).
 
@@ -90,7 +109,7 @@ def resolve(name: str) -> ModelRef:
                 f"{path} has no {CONFIG_FILE}: pass a folder written by save_pretrained (config.json and weights) "
                 f"or a preset ({', '.join(sorted(available))})"
             )
-        return ModelRef(name, "directory", json.loads(config.read_text(encoding="utf-8")))
+        return ModelRef(name, "directory", read_config(config))
     if path.exists():
         raise ModelLoadError(f"{path} is a file; pass a preset, a checkpoint folder or a hub id")
     cached = _cached_config(name)
@@ -112,13 +131,21 @@ def position_limit(config: dict | None) -> int | None:
     return min(limits) if limits else None
 
 
-def check_sizes(batch: int, seq_len: int, config: dict | None) -> None:
-    """The example sizes, checked against the configuration before anything is built."""
+def check_sizes(batch: int, seq_len: int, config: dict | None, extra: int | None = 0) -> None:
+    """The example sizes, checked against the configuration before anything is built; ``extra``:
+    the positions the examples use beyond ``seq_len`` (a cache's past and the new tokens), None
+    while the task is not known yet (the limit alone is checked, and the message says what a
+    cache needs)."""
     if batch < 1 or seq_len < 1:
         raise InputError(f"--batch and --seq-len must be at least 1, got {batch} and {seq_len}")
     limit = position_limit(config)
-    if limit is not None and seq_len > limit:
-        raise InputError(
-            f"--seq-len {seq_len} is beyond the model's position limit of {limit} "
-            f"(its position embeddings); choose --seq-len {limit} or less"
-        )
+    if limit is None or seq_len + (extra or 0) <= limit:
+        return
+    if extra is None:
+        largest = f"{limit} or less ({limit - CACHE_POSITIONS} or less for a task with a cache)"
+    else:
+        largest = f"{limit - extra} or less"
+    needs = f" (with the cache, the examples run {seq_len + extra} positions: past + new tokens)" if extra else ""
+    raise InputError(
+        f"--seq-len {seq_len} is beyond the model's position limit of {limit}{needs}; choose --seq-len {largest}"
+    )

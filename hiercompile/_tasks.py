@@ -8,7 +8,7 @@ Nothing here knows a model family: transformers' own auto mappings decide.
 
 from __future__ import annotations
 
-__all__ = ["TASKS", "Task", "infer_task", "supported_tasks", "task_named"]
+__all__ = ["CACHE_POSITIONS", "NEW_TOKENS", "TASKS", "Task", "infer_task", "supported_tasks", "task_named"]
 
 import dataclasses
 import types
@@ -27,6 +27,15 @@ class Task:
     mapping: str
     layout: str = "single"
     with_past: bool = False
+
+    def extra_positions(self) -> int:
+        """Positions the example inputs run beyond ``--seq-len`` (:data:`CACHE_POSITIONS` with a cache)."""
+        return CACHE_POSITIONS if self.with_past else 0
+
+
+NEW_TOKENS = 2  # tokens a with-past example feeds after its cache
+# with a cache, a second example one longer (to tell the dynamic dims apart), then the new tokens
+CACHE_POSITIONS = 1 + NEW_TOKENS
 
 
 _HEADS = types.MappingProxyType(

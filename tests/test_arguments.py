@@ -138,7 +138,9 @@ def test_an_opset_out_of_range_or_out_of_reach_is_an_error_naming_the_range():
 def test_an_axis_name_that_cannot_be_used_is_a_warning():
     x = torch.randn(3, 4)
     with pytest.warns(UserWarning, match="the axis name 'other' will not be used.*'rows'"):
-        result = hiercompile.export(Pair(), (x, torch.randn(3, 4)), dynamic_shapes={"x": {0: "rows"}, "y": {0: "other"}})
+        result = hiercompile.export(
+            Pair(), (x, torch.randn(3, 4)), dynamic_shapes={"x": {0: "rows"}, "y": {0: "other"}}
+        )
     assert str(result.model.graph.inputs[1].shape[0]) == "rows"
 
     class Fixed(nn.Module):

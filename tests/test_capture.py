@@ -43,9 +43,7 @@ def test_rnn_with_a_dynamic_sequence_length_runs_at_other_lengths(tmp_path, kind
             model, (torch.randn(2, 5, 8),), tmp_path / "m.onnx", dynamic_shapes=({0: "batch", 1: "seq"},)
         )
     assert result.coverage == 1.0
-    assert {n.metadata_props["hiercompile.tag"] for n in result.model.graph if n.op_type == kind} == {
-        "/Tagger/Encoder"
-    }
+    assert {n.metadata_props["hiercompile.tag"] for n in result.model.graph if n.op_type == kind} == {"/Tagger/Encoder"}
     for shape in [(3, 9, 8), (1, 2, 8)]:
         x = torch.randn(*shape)
         with torch.no_grad():

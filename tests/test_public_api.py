@@ -37,7 +37,14 @@ ERRORS = [
     "ValidationError",
     "VerifyError",
 ]
-WARNINGS = ["AttributesWarning", "CaptureWarning", "FallbackWarning", "StaleResultWarning", "UnusedInputWarning"]
+WARNINGS = [
+    "AttributesWarning",
+    "CaptureWarning",
+    "FallbackWarning",
+    "OptionWarning",
+    "StaleResultWarning",
+    "UnusedInputWarning",
+]
 
 
 def test_public_names():

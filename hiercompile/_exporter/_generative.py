@@ -33,7 +33,7 @@ from torch.utils import _pytree as pytree
 
 from .._compat._transformers import register_caches
 from .._errors import InputError
-from .._tasks import Task
+from .._tasks import NEW_TOKENS, Task
 from ._models import example_inputs
 from ._weights import meta_parameters
 
@@ -192,8 +192,8 @@ def _decoder_inputs(model: nn.Module, batch: int, past: int, new: int, seed: int
 
 def _decoder(model: nn.Module, batch: int, seq_len: int) -> Component:
     register_caches(model)
-    kwargs = _decoder_inputs(model, batch, seq_len, 2, seed=0)
-    other = _decoder_inputs(model, batch + 1, seq_len + 1, 2, seed=0)
+    kwargs = _decoder_inputs(model, batch, seq_len, NEW_TOKENS, seed=0)
+    other = _decoder_inputs(model, batch + 1, seq_len + 1, NEW_TOKENS, seed=0)
     sizes = [{BATCH: batch, PAST: seq_len}, {BATCH: batch + 1, PAST: seq_len + 1}]
     cache = kwargs["past_key_values"]
     dims = _cache_dims([cache, other["past_key_values"]], sizes)
@@ -272,14 +272,14 @@ def _seq2seq(model: nn.Module, task: Task, batch: int, seq_len: int) -> list[Com
     shapes = _step_shapes(first, masked)
     found.append(Component("decoder_model", _with_signature(decode, list(first)), first, shapes, None))
     if task.with_past:
-        step = _decoder_step(model, encoder, encoder_kwargs, batch, seq_len, 2, masked)
+        step = _decoder_step(model, encoder, encoder_kwargs, batch, seq_len, NEW_TOKENS, masked)
         other = _decoder_step(
             model,
             encoder,
             _tensors(example_inputs(encoder, batch=batch + 1, seq_len=seq_len + 2)),
             batch + 1,
             seq_len + 1,
-            2,
+            NEW_TOKENS,
             masked,
         )
         encoder_length = step["encoder_hidden_states"].shape[1]

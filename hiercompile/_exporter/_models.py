@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
+import warnings
 
 import torch
 from torch import nn
 
-from .._errors import InputError, ModelLoadError, first_line
+from .._errors import InputError, ModelLoadError, OptionWarning, first_line
 from .._sources import DYNAMIC_AXES, ModelRef, hub_reachable, presets, resolve
 
 
@@ -97,7 +99,9 @@ def load_model(ref: ModelRef | str, task: str | None = None, stream: bool = Fals
             if not hub_reachable():
                 raise
             return from_pretrained(ref.name, task=task)
-    except (OSError, ValueError) as e:
+    except Exception as e:  # torch's, safetensors' and transformers' errors for a broken or foreign file
+        if ref.kind != "directory" and not isinstance(e, OSError | ValueError):
+            raise
         where = "the checkpoint folder" if ref.kind == "directory" else "the hub or the local cache"
         raise ModelLoadError(
             f"cannot load {ref.name!r} from {where}: {first_line(e)}; "
@@ -126,7 +130,8 @@ def example_inputs(model: nn.Module, *, batch: int = 1, seq_len: int = 16) -> di
 
     Token inputs (``*input_ids``) are random ids below the vocabulary size, masks are
     ones, token types (when the config has ``type_vocab_size``) zeros, ``pixel_values``
-    are images of the config's size and channels,
+    are images of the config's size and channels, ``input_values`` raw audio long enough
+    for ``seq_len`` frames of the config's strided convolutions,
     ``input_features`` are spectrograms of the config's mel bins; ``use_cache`` is off.
     """
     if batch < 1 or seq_len < 1:
@@ -148,6 +153,9 @@ def example_inputs(model: nn.Module, *, batch: int = 1, seq_len: int = 16) -> di
             size = _size(config, "image_size", default=224)
             channels = _size(config, "num_channels", default=3)
             inputs[name] = torch.randn(batch, channels, size, size, generator=generator)
+        elif name == "input_values":  # raw audio: enough samples for seq_len frames of its feature encoder
+            hop = math.prod(getattr(config, "conv_stride", None) or (320,))
+            inputs[name] = torch.randn(batch, (seq_len + 1) * hop, generator=generator)
         elif name == "input_features":
             frames = 2 * _size(config, "max_source_positions", default=seq_len)
             inputs[name] = torch.randn(batch, _size(config, "num_mel_bins", default=80), frames, generator=generator)
@@ -181,4 +189,12 @@ def dynamic_shapes_for(inputs: dict[str, object], axes: list[str]) -> dict[str, 
             if rank is None or value.dim() == rank:
                 chosen[dim] = dims[axis]
         shapes[name] = chosen or None
+    unused = [axis for axis in axes if not any(dims[axis] in (shape or {}).values() for shape in shapes.values())]
+    if unused:
+        warnings.warn(
+            f"no input has the axis {', '.join(unused)} (batch: dim 0 of every tensor; seq: dim 1 of token "
+            "inputs; height, width: dims 2 and 3 of image inputs); it stays as the example's",
+            OptionWarning,
+            stacklevel=2,
+        )
     return shapes

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from torch import nn
 
 from .._artifacts import Output
-from .._errors import InputError
+from .._errors import InputError, OptionWarning
 from .._io import Writer, json_writer
 from .._sources import ModelRef, check_sizes, resolve
 from .._tasks import infer_task, supported_tasks, task_named
@@ -149,14 +149,14 @@ def export_pretrained(
     if out.single:
         raise InputError(f"{output} names a file: export_pretrained writes a folder; give a folder path")
     ref = resolve(model)
-    check_sizes(batch, seq_len, ref.config)
     name = _checked_task(task, ref)
     chosen = task_named(name)
+    check_sizes(batch, seq_len, ref.config, extra=chosen.extra_positions())
     if dynamic and chosen.layout != "single":
         warnings.warn(
             f"task {name} exports every batch and sequence axis dynamic already; --dynamic {','.join(dynamic)} "
             "adds nothing",
-            UserWarning,
+            OptionWarning,
             stacklevel=2,
         )
     stream = _streams(ref, stream_weights)

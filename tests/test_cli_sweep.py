@@ -1,0 +1,195 @@
+"""The command line on checkpoints beyond the preset: every expected failure is one line,
+every advertised task exports, and no option is silently ignored."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import run_onnx
+
+from hiercompile._cli import main
+from hiercompile._tasks import TASKS
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> Path:
+    """Tiny checkpoints (random weights) saved as save_pretrained writes them."""
+    import transformers as tf
+
+    root = tmp_path_factory.mktemp("checkpoints")
+    torch.manual_seed(0)
+    small = {"num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}
+    seq2seq = {
+        "d_model": 32,
+        "encoder_layers": 1,
+        "decoder_layers": 1,
+        "encoder_attention_heads": 2,
+        "decoder_attention_heads": 2,
+        "encoder_ffn_dim": 64,
+        "decoder_ffn_dim": 64,
+        "vocab_size": 500,
+    }
+    models = {
+        "bert": tf.BertModel(tf.BertConfig(hidden_size=32, vocab_size=500, max_position_embeddings=64, **small)),
+        "vit": tf.ViTModel(tf.ViTConfig(hidden_size=32, image_size=32, patch_size=8, **small)),
+        "gpt2": tf.GPT2LMHeadModel(tf.GPT2Config(n_embd=32, n_layer=1, n_head=2, n_positions=64, vocab_size=500)),
+        "bart": tf.BartForConditionalGeneration(tf.BartConfig(max_position_embeddings=64, **seq2seq)),
+        "whisper": tf.WhisperForConditionalGeneration(
+            tf.WhisperConfig(
+                num_mel_bins=16,
+                max_source_positions=30,
+                max_target_positions=40,
+                pad_token_id=1,
+                bos_token_id=2,
+                eos_token_id=2,
+                decoder_start_token_id=3,
+                suppress_tokens=[],
+                begin_suppress_tokens=[],
+                **seq2seq,
+            )
+        ),
+        "wav2vec2": tf.Wav2Vec2ForCTC(
+            tf.Wav2Vec2Config(
+                hidden_size=32,
+                conv_dim=(16, 16),
+                conv_stride=(5, 2),
+                conv_kernel=(10, 3),
+                num_feat_extract_layers=2,
+                vocab_size=30,
+                num_conv_pos_embeddings=16,
+                num_conv_pos_embedding_groups=2,
+                **small,
+            )
+        ),
+    }
+    for name, model in models.items():
+        model.save_pretrained(root / name)
+    return root
+
+
+def _one_error_line(capsys, *parts: str) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    for part in parts:
+        assert part in err, err
+    return err
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"{oops", "is not JSON text"),
+        (b"[1, 2]", "holds a JSON list, not an object of settings"),
+        (bytes(range(128, 256)), "is not JSON text"),
+        (b'{"hidden_size": 32}', "names no model_type"),
+    ],
+    ids=["invalid-json", "a-list", "binary", "no-model-type"],
+)
+def test_a_broken_config_is_one_line(checkpoints, tmp_path, capsys, content, message):
+    folder = tmp_path / "ckpt"
+    shutil.copytree(checkpoints / "bert", folder)
+    (folder / "config.json").write_bytes(content)
+    assert main(["export", str(folder), str(tmp_path / "out")]) == 1
+    _one_error_line(capsys, "config.json", message)
+    assert not (tmp_path / "out").exists()
+
+
+def test_truncated_weights_are_one_line(checkpoints, tmp_path, capsys):
+    folder = tmp_path / "ckpt"
+    shutil.copytree(checkpoints / "bert", folder)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:2000])
+    assert main(["export", str(folder), str(tmp_path / "out")]) == 1
+    _one_error_line(capsys, "cannot load", "check that the folder holds the weights")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "seq_len", "limit", "largest"),
+    [("gpt2", 62, 64, 61), ("bart", 62, 64, 61), ("whisper", 100, 40, 37)],
+)
+def test_the_sequence_check_knows_the_cache_and_the_decoders_positions(
+    checkpoints, tmp_path, capsys, name, seq_len, limit, largest
+):
+    """Past + new tokens must fit the positions, and a speech decoder's are its own."""
+    out = tmp_path / "out"
+    assert main(["export", str(checkpoints / name), str(out), "--seq-len", str(seq_len)]) == 1
+    _one_error_line(capsys, f"position limit of {limit}", f"{largest} or less")
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_the_largest_sequence_the_check_allows_exports(checkpoints, tmp_path):
+    assert main(["export", str(checkpoints / "gpt2"), str(tmp_path / "out"), "--seq-len", "61"]) == 0
+
+
+def test_readers_and_writers_refuse_what_cannot_apply(checkpoints, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["export", str(checkpoints / "bert"), str(out), "--seq-len", "8"]) == 0
+    capsys.readouterr()
+    assert main(["inspect", str(out), "--depth", "-1"]) == 1
+    _one_error_line(capsys, "--depth must be 0 or more")
+    folder = tmp_path / "existing"
+    folder.mkdir()
+    for command in (["extract", str(out), "/BertModel/BertPooler"], ["functionize", str(out / "model.onnx")]):
+        assert main([*command, str(folder)]) == 1
+        _one_error_line(capsys, "existing is a folder; pass the path of the .onnx file")
+    assert list(folder.iterdir()) == []
+    assert main(["export", str(checkpoints / "bert"), str(tmp_path / "o2"), "--validate", "--atol", "-1"]) == 1
+    _one_error_line(capsys, "--atol must be 0 or more")
+
+
+def test_options_that_cannot_apply_are_warnings(checkpoints, tmp_path, capsys):
+    assert main(["export", str(checkpoints / "bert"), str(tmp_path / "a"), "--dynamic", "height"]) == 0
+    assert "warning: no input has the axis height" in capsys.readouterr().err
+    assert main(["export", str(checkpoints / "gpt2"), str(tmp_path / "b"), "--dynamic", "batch"]) == 0
+    assert "warning: task text-generation-with-past exports every batch and sequence axis dynamic already" in (
+        capsys.readouterr().err
+    )
+
+
+def test_every_task_the_cli_lists_has_a_checkpoint_here():
+    """The tasks the next test exports from the command line are every task the CLI advertises."""
+    assert {task for task, _ in _TASK_CASES} == set(TASKS)
+
+
+# each task with a checkpoint whose model type has that head
+_TASK_CASES = [
+    ("feature-extraction", "bert"),
+    ("fill-mask", "bert"),
+    ("text-classification", "bert"),
+    ("token-classification", "bert"),
+    ("image-classification", "vit"),
+    ("text-generation", "gpt2"),
+    ("text-generation-with-past", "gpt2"),
+    ("text2text-generation", "bart"),
+    ("text2text-generation-with-past", "bart"),
+    ("automatic-speech-recognition", "whisper"),
+    ("automatic-speech-recognition-with-past", "whisper"),
+    ("automatic-speech-recognition-ctc", "wav2vec2"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("task", "name"), _TASK_CASES)
+def test_every_listed_task_exports_and_validates_from_the_cli(checkpoints, tmp_path, task, name):
+    out = tmp_path / "out"
+    assert main(["export", str(checkpoints / name), str(out), "--task", task, "--seq-len", "8", "--validate"]) == 0
+    assert list(out.rglob("model.onnx")) or list(out.rglob("*_model/model.onnx"))
+
+
+def test_ctc_audio_input_is_made_from_the_config(checkpoints, tmp_path):
+    from transformers import Wav2Vec2ForCTC
+
+    out = tmp_path / "out"
+    assert main(["export", str(checkpoints / "wav2vec2"), str(out), "--task", "automatic-speech-recognition-ctc"]) == 0
+    model = Wav2Vec2ForCTC.from_pretrained(checkpoints / "wav2vec2").eval()
+    audio = torch.randn(1, 170, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want = model(input_values=audio).logits.numpy()
+    (got,) = run_onnx(out / "model.onnx", {"input_values": audio})
+    np.testing.assert_allclose(got, want, atol=1e-4)
