@@ -98,6 +98,16 @@ def test_a_broken_config_is_one_line(checkpoints, tmp_path, capsys, content, mes
     assert not (tmp_path / "out").exists()
 
 
+def test_an_unknown_model_type_says_so(checkpoints, tmp_path, capsys):
+    folder = tmp_path / "ckpt"
+    shutil.copytree(checkpoints / "bert", folder)
+    config = folder / "config.json"
+    config.write_text(config.read_text().replace('"model_type": "bert"', '"model_type": "bert-from-the-future"'))
+    assert main(["export", str(folder), str(tmp_path / "out")]) == 1
+    err = _one_error_line(capsys, "bert-from-the-future", "check config.json's model_type, or upgrade transformers")
+    assert "weights" not in err
+
+
 def test_truncated_weights_are_one_line(checkpoints, tmp_path, capsys):
     folder = tmp_path / "ckpt"
     shutil.copytree(checkpoints / "bert", folder)

@@ -67,7 +67,13 @@ def from_pretrained(
     meta device, in the checkpoint's dtype, for its weights to be streamed from there."""
     import transformers
 
-    config = transformers.AutoConfig.from_pretrained(name, local_files_only=local_files_only)
+    try:
+        config = transformers.AutoConfig.from_pretrained(name, local_files_only=local_files_only)
+    except (KeyError, ValueError) as e:  # a model_type this transformers does not know
+        raise ModelLoadError(
+            f"transformers {transformers.__version__} cannot read the configuration of {name!r}: {first_line(e)}; "
+            "check config.json's model_type, or upgrade transformers"
+        ) from e
     architectures = getattr(config, "architectures", None) or []
     cls = _head(task, architectures[0] if architectures else None)
     if stream:
@@ -100,7 +106,7 @@ def load_model(ref: ModelRef | str, task: str | None = None, stream: bool = Fals
                 raise
             return from_pretrained(ref.name, task=task)
     except Exception as e:  # torch's, safetensors' and transformers' errors for a broken or foreign file
-        if ref.kind != "directory" and not isinstance(e, OSError | ValueError):
+        if isinstance(e, ModelLoadError) or (ref.kind != "directory" and not isinstance(e, OSError | ValueError)):
             raise
         where = "the checkpoint folder" if ref.kind == "directory" else "the hub or the local cache"
         raise ModelLoadError(
