@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnx_ir as ir
 import pytest
 
+import hiercompile
 from hiercompile import HierarchyRetriever, VerifyError, verify
 
 TARGET = "/BertModel/BertEncoder/BertLayer.1/BertOutput"
@@ -42,3 +45,14 @@ def test_model_mismatch_is_a_clear_error(bert_export):
     *_, result, _ = bert_export
     with pytest.raises(VerifyError, match="modules differ"):
         verify(torch.nn.Sequential(torch.nn.Identity()), (torch.ones(1),), {}, result.model)
+
+
+def test_a_result_is_written_only_for_a_model_file_it_can_be_tied_to(bert_export, tmp_path):
+    from hiercompile._artifacts import HASH_KEY, file_sha256
+
+    model, inputs, result, out = bert_export
+    with pytest.raises(hiercompile.InputError, match="needs onnx_model as a path"):
+        hiercompile.verify(model, (), inputs, result.model, output=tmp_path)
+    assert list(tmp_path.iterdir()) == []  # nothing written that the report would drop as stale
+    hiercompile.verify(model, (), inputs, out / "model.onnx", output=tmp_path / "v.json")
+    assert json.loads((tmp_path / "v.json").read_text())[HASH_KEY] == file_sha256(out / "model.onnx")

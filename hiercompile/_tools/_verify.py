@@ -14,7 +14,7 @@ from torch import nn
 
 from .. import _ort
 from .._artifacts import VERIFY_FILE, write_result
-from .._errors import VerifyError
+from .._errors import InputError, VerifyError
 from .._exporter._capture import capture_mode, check_inputs
 from ..passes import KeepPredicate, ModuleHierarchy
 from ._retrieve import HierarchyRetriever, ModelSource, model_file
@@ -150,10 +150,16 @@ def verify(
     module whose forward returned first: the innermost, earliest place the two disagree.
     Without ``onnx_model`` the model is exported first. PyTorch runs in eval mode unless
     ``training`` (as :func:`hiercompile.export` captures). ``output``: write ``verify.json``
-    there (a folder, or a ``.json`` path), stamped with the ONNX file's hash.
+    there (a folder, or a ``.json`` path), stamped with the ONNX file's hash (``onnx_model``
+    must then be a path).
     """
     kwargs = dict(kwargs or {})
     check_inputs(model, args, kwargs)
+    if output is not None and not isinstance(onnx_model, str | Path):
+        raise InputError(
+            "output= writes verify.json stamped with the model file's hash, so it needs onnx_model as a path; "
+            "pass the .onnx file (or its export folder) the model was saved to"
+        )
     with capture_mode(model, training):
         report = _verify(model, args, kwargs, onnx_model, keep, atol, rtol)
     if output is not None:
