@@ -23,6 +23,7 @@ __all__ = [
     "VERIFY_FILE",
     "Output",
     "add_files",
+    "check_not_top",
     "file_sha256",
     "read_manifest",
     "read_result",
@@ -164,6 +165,17 @@ def read_manifest(directory: Path) -> dict:
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     except (OSError, ValueError):
         return {}
+
+
+def check_not_top(directory: Path) -> None:
+    """Raise :class:`InputError` when ``directory`` is the top folder of an export of several
+    files (a sequence-to-sequence task), naming the subfolders to pass instead."""
+    components = read_manifest(directory).get("components")
+    if components:
+        raise InputError(
+            f"{directory} holds the files of a {len(components)}-file export, one per subfolder "
+            f"({', '.join(components)}); pass one of them, e.g. {directory / components[0]}"
+        )
 
 
 def add_files(directory: Path, files: dict[str, Writer]) -> list[Path]:

@@ -7,7 +7,7 @@ import json
 from importlib import resources
 from pathlib import Path
 
-from .._artifacts import PROFILE_FILE, REPORT_FILE, SIDE_FILES, VERIFY_FILE, add_files, read_result
+from .._artifacts import PROFILE_FILE, REPORT_FILE, SIDE_FILES, VERIFY_FILE, add_files, check_not_top, read_result
 from .._errors import InputError
 from .._io import Writer
 
@@ -24,6 +24,7 @@ def report_data(directory: Path) -> dict:
     Ops are listed once (``[name, op_type, primary tag]``) and the module DAGs refer
     to them by index, so a deep model's page stays small.
     """
+    check_not_top(directory)
     missing = [name for name in SIDE_FILES if not (directory / name).is_file()]
     if missing:
         raise InputError(f"{directory} has no {', '.join(missing)}: pass a directory written by `hiercompile export`")

@@ -12,7 +12,7 @@ import networkx as nx
 import onnx
 import onnx_ir as ir
 
-from .._artifacts import MODEL_FILE
+from .._artifacts import MODEL_FILE, check_not_top
 from .._errors import InputError, NotTaggedError, QueryError, first_line
 from .._exporter import _derive
 from .._io import load_onnx
@@ -40,6 +40,7 @@ def load_tagged(source: ModelSource) -> ir.Model:
 def model_file(path: Path) -> Path:
     """The model file a path stands for: the path itself, or an export folder's ``model.onnx``."""
     if path.is_dir():
+        check_not_top(path)
         if not (path / MODEL_FILE).is_file():
             raise InputError(f"{path} is a folder without {MODEL_FILE}; pass an .onnx file or an export folder")
         return path / MODEL_FILE
