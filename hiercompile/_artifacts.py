@@ -128,26 +128,40 @@ class Output:
             names |= set(manifest.get("files", [])) | set(manifest.get("components", []))
         return names
 
-    def write_run(self, files: dict[str, Writer], components: list[str] | None = None) -> list[Path]:
+    def write_run(self, files: dict[str, Writer], components: dict[str, dict[str, Writer]] | None = None) -> list[Path]:
         """Write one run's files (``{name: writer}``) and remove what earlier runs left (rules
-        2-4); ``components``: the folders this run wrote its models into (rule 4)."""
+        2-4); ``components``: the files of each folder this run writes its models into (rule 4),
+        written in the same transaction as the top folder's."""
         self.check()
+        parts = {name: Output(self.directory / name) for name in components or {}}
         owned = self._owned()
+        owned_by_part = {name: part._owned() for name, part in parts.items()}
+        staged: dict[str, Writer] = {}
+        for name, part in parts.items():
+            inner = {**components[name], MANIFEST_FILE: part._manifest_writer([])}
+            staged.update({f"{name}/{file}": writer for file, writer in inner.items()})
+        staged.update(files)
         if not self.single:
-            files = {**files, MANIFEST_FILE: self._manifest_writer(components or [])}
-        written = write_files(self.directory, files)
-        for name in owned - {p.name for p in written} - set(components or []):
+            staged[MANIFEST_FILE] = self._manifest_writer(list(parts))
+        written = write_files(self.directory, staged)
+        self._remove_left(owned, {p.name for p in written if p.parent == self.directory} | set(parts))
+        for name, part in parts.items():
+            part._remove_left(owned_by_part[name], {p.name for p in written if p.parent == part.directory})
+        return written
+
+    def _remove_left(self, owned: set[str], kept: set[str]) -> None:
+        for name in owned - kept:
             path = self.directory / name
             if path.is_dir() and (path / MANIFEST_FILE).is_file():  # a component an earlier run wrote
                 shutil.rmtree(path)
             elif not path.is_dir():
                 path.unlink(missing_ok=True)
-        return written
 
     def _manifest_writer(self, components: list[str]) -> Writer:
         def write(path: Path) -> None:
             stage = path.parent  # the staged files of this run, all written before the manifest
-            files = sorted(p.name for p in stage.iterdir() if p.name != MANIFEST_FILE)
+            files = sorted(p.name for p in stage.iterdir() if p.is_file() and p.name != MANIFEST_FILE)
+            files = [name for name in files if not name.startswith(".")]  # the staging folder's own
             manifest: dict = {"hiercompile": __version__, "files": files}
             if components:
                 manifest["components"] = sorted(components)

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -88,12 +89,39 @@ def load_onnx(path: str | Path) -> ir.Model:
     return model
 
 
+STAGE_PREFIX = ".hiercompile-"
+_OWNER = ".owner"  # in a staging folder: "host pid" of the process writing it
+_REPLACED = ".replaced"  # in a staging folder: the files a run replaces, until it is done
+
+
+def _abandoned(stage: Path) -> bool:
+    """Whether a staging folder's process is gone (killed before it could clean up); one of
+    another host, or without an owner yet, is never taken for abandoned."""
+    try:
+        host, pid = (stage / _OWNER).read_text(encoding="utf-8").split()
+    except (OSError, ValueError):
+        return False
+    if host != socket.gethostname():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (OSError, ValueError):
+        return False
+    return False
+
+
 @contextlib.contextmanager
 def _staging(directory: Path) -> Iterator[Path]:
     created = not directory.exists()
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        stage = Path(tempfile.mkdtemp(prefix=".hiercompile-", dir=directory))
+        for old in directory.glob(f"{STAGE_PREFIX}*"):  # left by a run that was killed
+            if old.is_dir() and _abandoned(old):
+                shutil.rmtree(old, ignore_errors=True)
+        stage = Path(tempfile.mkdtemp(prefix=STAGE_PREFIX, dir=directory))
+        (stage / _OWNER).write_text(f"{socket.gethostname()} {os.getpid()}", encoding="utf-8")
     except OSError as e:
         raise SaveError(f"cannot write to {directory}: {e.strerror or e}; choose a writable output directory") from e
     try:
@@ -106,22 +134,71 @@ def _staging(directory: Path) -> Iterator[Path]:
         shutil.rmtree(stage, ignore_errors=True)
 
 
+def _staged_files(stage: Path) -> list[Path]:
+    """The files a run staged, subfolders included, relative to the staging folder."""
+    return sorted(
+        path.relative_to(stage)
+        for path in stage.rglob("*")
+        if path.is_file() and path.relative_to(stage).parts[0] not in (_OWNER, _REPLACED)
+    )
+
+
+def _move_in(stage: Path, directory: Path) -> list[Path]:
+    """Rename every staged file into ``directory``; if any rename fails or is interrupted,
+    the ones done are undone and the files they replaced put back."""
+    replaced = stage / _REPLACED
+    staged = _staged_files(stage)
+    for relative in staged:  # never move a folder of the user's aside for a file
+        for path in [*(directory / p for p in relative.parents[:-1]), directory / relative]:
+            if path.exists() and path.is_dir() != (path != directory / relative):
+                kind = "a folder" if path.is_dir() else "a file"
+                raise SaveError(
+                    f"cannot write {directory / relative}: {path} is {kind}; move it or choose another output"
+                )
+    done: list[tuple[Path, Path | None]] = []
+    made: list[Path] = []
+    try:
+        for relative in staged:
+            target = directory / relative
+            for parent in reversed(target.relative_to(directory).parents[:-1]):
+                if not (directory / parent).exists():
+                    (directory / parent).mkdir()
+                    made.append(directory / parent)
+            old = None
+            if target.exists():
+                old = replaced / relative
+                old.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(target, old)
+            done.append((target, old))
+            os.replace(stage / relative, target)
+    except BaseException:
+        for target, old in reversed(done):
+            target.unlink(missing_ok=True)
+            if old is not None:
+                os.replace(old, target)
+        for folder in reversed(made):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+    return [target for target, _ in done]
+
+
 def write_files(directory: Path, files: dict[str, Writer]) -> list[Path]:
     """Write ``{file name: writer}`` into ``directory`` so that either all files appear or none.
 
-    Every file is first written into a staging folder inside ``directory``; only when
-    all succeeded are they, and any file a writer added beside its own (external
-    weights), renamed into place. A directory this call created is removed again on failure.
+    A name may hold a subfolder (``encoder_model/model.onnx``). Every file is first written
+    into a staging folder inside ``directory``; only when all succeeded are they, and any
+    file a writer added beside its own (external weights), renamed into place, and a
+    failure or an interruption then puts back what they replaced. A directory this call
+    created is removed again on failure. A staging folder that a killed run left behind is
+    removed by the next run into the same directory.
     """
     directory = Path(directory)
     with _staging(directory) as stage:
         for name, write in files.items():
+            (stage / name).parent.mkdir(parents=True, exist_ok=True)
             try:
                 write(stage / name)
             except OSError as e:
                 raise SaveError(f"cannot write {directory / name}: {e.strerror or e}") from e
-        targets = []
-        for staged in sorted(stage.iterdir()):
-            os.replace(staged, directory / staged.name)
-            targets.append(directory / staged.name)
-    return targets
+        return _move_in(stage, directory)

@@ -231,3 +231,32 @@ def test_streaming_needs_a_folder_of_safetensors(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "error: weights stream only from a folder of safetensors files, and bert-tiny is a preset" in err
     assert "Traceback" not in err and not (tmp_path / "out").exists()
+
+
+def test_an_interrupted_seq2seq_export_leaves_no_file(t5, tmp_path, monkeypatch):
+    """Ctrl-C while the last file is written: no encoder_model/ or decoder_model/ appears,
+    and an earlier export in the folder stays as it was."""
+    from hiercompile._exporter import _export
+
+    folder = t5[0]
+    out = tmp_path / "out"
+    hiercompile.export_pretrained(str(folder), out, task="text2text-generation")
+    before = {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    real = _export.json_writer
+
+    def interrupted(obj):
+        def write(path):
+            if path.parent.name == "decoder_with_past_model":
+                raise KeyboardInterrupt
+            real(obj)(path)
+
+        return write
+
+    monkeypatch.setattr(_export, "json_writer", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        hiercompile.export_pretrained(str(folder), out, task="text2text-generation-with-past")
+    after = {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    assert after == before and not list(out.glob(".hiercompile-*"))
+    with pytest.raises(KeyboardInterrupt):
+        hiercompile.export_pretrained(str(folder), tmp_path / "new", task="text2text-generation-with-past")
+    assert not (tmp_path / "new").exists()

@@ -245,8 +245,5 @@ def _write(
     options = {"functions": functions, "attributes": attributes, "external_data": external_data}
     if list(results) == ["model"]:
         return out.write_run({**results["model"].files(out, **options), **beside})
-    written = []
-    for name, result in results.items():
-        part = Output(out.directory / name)
-        written += part.write_run(result.files(part, **options))
-    return out.write_run(beside, components=list(results)) + written
+    parts = {name: result.files(Output(out.directory / name), **options) for name, result in results.items()}
+    return out.write_run(beside, components=parts)
