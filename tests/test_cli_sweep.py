@@ -35,6 +35,13 @@ def checkpoints(tmp_path_factory) -> Path:
     }
     models = {
         "bert": tf.BertModel(tf.BertConfig(hidden_size=32, vocab_size=500, max_position_embeddings=64, **small)),
+        "clip": tf.CLIPModel(
+            tf.CLIPConfig(
+                text_config={**small, "hidden_size": 32, "vocab_size": 500, "max_position_embeddings": 32},
+                vision_config={**small, "hidden_size": 32, "image_size": 32, "patch_size": 8},
+                projection_dim=16,
+            )
+        ),
         "vit": tf.ViTModel(tf.ViTConfig(hidden_size=32, image_size=32, patch_size=8, **small)),
         "gpt2": tf.GPT2LMHeadModel(tf.GPT2Config(n_embd=32, n_layer=1, n_head=2, n_positions=64, vocab_size=500)),
         "bart": tf.BartForConditionalGeneration(tf.BartConfig(max_position_embeddings=64, **seq2seq)),
@@ -202,4 +209,25 @@ def test_ctc_audio_input_is_made_from_the_config(checkpoints, tmp_path):
     with torch.no_grad():
         want = model(input_values=audio).logits.numpy()
     (got,) = run_onnx(out / "model.onnx", {"input_values": audio})
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_dynamic_batch_keeps_texts_and_images_apart(checkpoints, tmp_path):
+    """CLIP: 2 texts against 3 images, from a model exported with one text and one image."""
+    from transformers import CLIPModel
+
+    out = tmp_path / "out"
+    assert main(["export", str(checkpoints / "clip"), str(out), "--dynamic", "batch", "--seq-len", "7"]) == 0
+    model = CLIPModel.from_pretrained(checkpoints / "clip").eval()
+    g = torch.Generator().manual_seed(0)
+    feeds = {
+        "input_ids": torch.randint(0, 500, (2, 7), generator=g),
+        "attention_mask": torch.ones(2, 7, dtype=torch.long),
+        "pixel_values": torch.randn(3, 3, 32, 32, generator=g),
+    }
+    with torch.no_grad():
+        want = model(**feeds).logits_per_image.numpy()
+    got = run_onnx(out / "model.onnx", feeds)[0]
+    assert got.shape == want.shape == (3, 2)
     np.testing.assert_allclose(got, want, atol=1e-4)

@@ -171,7 +171,9 @@ def read_arguments(
 
 def name_axes(model: ir.Model, axis_names: Any) -> None:
     """Give the ONNX inputs' dynamic dims the names the dynamic shapes gave them (strings or
-    named ``Dim``s), everywhere in the model, as torch.onnx.export does."""
+    named ``Dim``s), everywhere in the model, as torch.onnx.export does; where one name was
+    given to sizes the capture kept apart (CLIP's texts and images, both ``batch``), the
+    later input's is ``NAME_INPUT``, since one ONNX dim name means one size."""
     if axis_names is None:
         return
     from torch.onnx._internal.exporter import _dynamic_shapes, _ir_passes
@@ -195,13 +197,18 @@ def name_axes(model: ir.Model, axis_names: Any) -> None:
                         CaptureWarning,
                         stacklevel=4,
                     )
-                elif mapping.setdefault(symbol.value, name) != name:  # as torch.onnx.export warns
-                    warnings.warn(
-                        f"the axis name {name!r} will not be used, since it shares the same shape constraints "
-                        f"with another axis: {mapping[symbol.value]!r}",
-                        UserWarning,
-                        stacklevel=4,
-                    )
+                elif symbol.value in mapping:
+                    if mapping[symbol.value] != name:  # as torch.onnx.export warns
+                        warnings.warn(
+                            f"the axis name {name!r} will not be used, since it shares the same shape constraints "
+                            f"with another axis: {mapping[symbol.value]!r}",
+                            UserWarning,
+                            stacklevel=4,
+                        )
+                elif name in mapping.values():  # one name, two sizes the model keeps apart: two names
+                    mapping[symbol.value] = f"{name}_{key}"
+                else:
+                    mapping[symbol.value] = name
     else:
         mapping = _dynamic_shapes.create_rename_mapping(model.graph.inputs, axis_names)
     _ir_passes.rename_axis(model, mapping)

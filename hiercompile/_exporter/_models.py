@@ -176,15 +176,18 @@ def example_inputs(model: nn.Module, *, batch: int = 1, seq_len: int = 16) -> di
 
 
 def dynamic_shapes_for(inputs: dict[str, object], axes: list[str]) -> dict[str, dict | None]:
-    """``dynamic_shapes`` for torch.export with one named ``Dim`` per axis, shared by every input:
-    ``batch`` is dim 0 of every tensor, ``seq`` dim 1 of 2-D (token) tensors, ``height`` and
-    ``width`` dims 2 and 3 of 4-D (image) tensors. The ONNX inputs' dims carry these names."""
+    """``dynamic_shapes`` for torch.export naming each chosen axis: ``batch`` is dim 0 of every
+    tensor, ``seq`` dim 1 of 2-D (token) tensors, ``height`` and ``width`` dims 2 and 3 of 4-D
+    (image) tensors. Inputs of one rank share one ``Dim`` per axis (a text's tokens and its
+    mask); the batch of inputs of another rank is a size of its own, ``batch_<input>`` (CLIP's
+    images apart from its texts). The ONNX inputs' dims carry these names."""
     unknown = sorted(set(axes) - set(DYNAMIC_AXES))
     if unknown:
         raise InputError(f"unknown dynamic axes {unknown}; choose from {', '.join(DYNAMIC_AXES)}")
-    dims = {axis: torch.export.Dim(axis) for axis in axes}
     where = {"batch": (None, 0), "seq": (2, 1), "height": (4, 2), "width": (4, 3)}  # (tensor rank or any, dim)
+    dims: dict[tuple[str, int], torch.export.Dim] = {}
     shapes: dict[str, dict | None] = {}
+    used = set()
     for name, value in inputs.items():
         if not isinstance(value, torch.Tensor):
             shapes[name] = None
@@ -193,9 +196,13 @@ def dynamic_shapes_for(inputs: dict[str, object], axes: list[str]) -> dict[str, 
         for axis in axes:
             rank, dim = where[axis]
             if rank is None or value.dim() == rank:
-                chosen[dim] = dims[axis]
+                if (axis, value.dim()) not in dims:
+                    first = not any(a == axis for a, _ in dims)
+                    dims[axis, value.dim()] = torch.export.Dim(axis if first else f"{axis}_{name}")
+                chosen[dim] = dims[axis, value.dim()]
+                used.add(axis)
         shapes[name] = chosen or None
-    unused = [axis for axis in axes if not any(dims[axis] in (shape or {}).values() for shape in shapes.values())]
+    unused = [axis for axis in axes if axis not in used]
     if unused:
         warnings.warn(
             f"no input has the axis {', '.join(unused)} (batch: dim 0 of every tensor; seq: dim 1 of token "
