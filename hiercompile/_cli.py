@@ -340,8 +340,8 @@ def cmd_verify(ns: argparse.Namespace) -> None:
     _console(stderr=False).print(table)
     console.print(f"wrote {Path(ns.output) / VERIFY_FILE}")
     if not report.ok:
-        raise VerifyFailed(f"first divergence: {report.first_divergence}")
-    console.print("every module matched")
+        raise VerifyFailed(report.summary())
+    console.print(report.summary())
 
 
 def cmd_profile(ns: argparse.Namespace) -> None:

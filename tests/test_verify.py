@@ -7,6 +7,7 @@ import json
 import numpy as np
 import onnx_ir as ir
 import pytest
+import torch
 
 import hiercompile
 from hiercompile import HierarchyRetriever, VerifyError, verify
@@ -56,3 +57,87 @@ def test_a_result_is_written_only_for_a_model_file_it_can_be_tied_to(bert_export
     assert list(tmp_path.iterdir()) == []  # nothing written that the report would drop as stale
     hiercompile.verify(model, (), inputs, out / "model.onnx", output=tmp_path / "v.json")
     assert json.loads((tmp_path / "v.json").read_text())[HASH_KEY] == file_sha256(out / "model.onnx")
+
+
+class _WithAux(torch.nn.Module):
+    """Returns its result and a side value that the model never reads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 4)
+
+    def forward(self, x):
+        y = self.lin(x)
+        return y, (y * 3).reshape(2, 2, 4)  # a different shape: nothing else in the model has it
+
+
+class _Reads(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = _WithAux()
+
+    def forward(self, x):
+        y, _unused = self.inner(x)
+        return torch.relu(y)
+
+
+def test_an_output_the_model_never_reads_is_unused_not_missing():
+    torch.manual_seed(0)
+    model = _Reads().eval()
+    x = torch.randn(4, 4)
+    report = verify(model, (x,))
+    status = {c.tag: c.status for c in report.modules}
+    assert status["/_Reads/_WithAux"] == "matched"  # its output that the model uses
+    assert report.ok and report.summary() == "every module matched"
+
+
+def test_an_output_no_op_makes_is_a_failure_never_every_module_matched():
+    class Flat(torch.nn.Module):  # _WithAux's output, reshaped by its own op
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = _WithAux()
+
+        def forward(self, x):
+            return self.inner(x)[0].reshape(2, 8)
+
+    class Outer(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.flat = Flat()
+
+        def forward(self, x):
+            return torch.relu(self.flat(x))
+
+    torch.manual_seed(0)
+    model, x = Outer().eval(), torch.randn(4, 4)
+    exported = hiercompile.export(model, (x,)).model
+    flat = "/Outer/Flat"
+    (reshape,) = [n for n in exported.graph if n.op_type == "Reshape" and n.metadata_props["hiercompile.tag"] == flat]
+    reshape.metadata_props["hiercompile.tag"] = "/Outer"  # as a wrong tag would: no op of Flat makes its output
+    report = verify(model, (x,), onnx_model=exported)
+    assert {c.tag: c.status for c in report.modules}[flat] == "not produced"
+    assert not report.ok and report.first_divergence is None
+    assert report.summary() == f"not produced by their own ops: {flat}"
+
+
+@pytest.mark.slow
+def test_swin_stages_and_t5_blocks_match():
+    """Swin's stages return a reshaped copy the model never reads; T5's blocks return the position bias."""
+    from transformers import SwinConfig, SwinModel, T5Config, T5EncoderModel
+
+    torch.manual_seed(0)
+    swin = SwinModel(
+        SwinConfig(image_size=32, patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[2, 2], window_size=4)
+    ).eval()
+    t5 = T5EncoderModel(T5Config(d_model=32, d_ff=64, num_layers=2, num_heads=2, d_kv=16, vocab_size=100)).eval()
+    cases = [
+        (swin, {"pixel_values": torch.randn(1, 3, 32, 32)}),
+        (t5, {"input_ids": torch.randint(0, 100, (1, 16)), "attention_mask": torch.ones(1, 16, dtype=torch.long)}),
+    ]
+    for model, inputs in cases:
+        report = verify(model, (), inputs)
+        status = {c.tag: c.status for c in report.modules}
+        assert report.ok, report.summary()
+        assert not {s for s in status.values()} & {"not produced", "diverged"}
+        stages = [t for t in status if t.rsplit("/", 1)[-1].startswith(("SwinStage", "T5Block"))]
+        assert stages and all(status[t] == "matched" for t in stages), status

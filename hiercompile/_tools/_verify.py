@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import onnx_ir as ir
@@ -27,8 +28,10 @@ class ModuleCheck:
     ``status`` is ``"matched"``, ``"diverged"`` (a value of the right shape exists but
     differs), ``"not produced"`` (no op in the module's subtree makes a value of that
     shape), ``"passthrough"`` (the module returns a tensor it was given, as dropout
-    in eval mode does), ``"no ops"`` (nothing of the module is left in the graph: its
-    outputs were folded into constants), ``"inside control flow"`` (all its ops run in the
+    in eval mode does), ``"unused"`` (the model's outputs depend on none of what it
+    returns, so the export has none of its ops; of a module's outputs, only those the
+    model uses are compared), ``"no ops"`` (nothing of the module is left in the graph:
+    its outputs were folded into constants), ``"inside control flow"`` (all its ops run in the
     subgraph of an ``If``, ``Loop`` or ``Scan``, whose values ONNX Runtime cannot expose;
     the control-flow node's own module is checked) or ``"no tensor output"``. Only ``"diverged"``
     and ``"not produced"`` mean the ONNX model or its tags are wrong.
@@ -50,7 +53,20 @@ class VerifyReport:
 
     @property
     def ok(self) -> bool:
-        return self.first_divergence is None
+        """No module diverged and every output the model uses was found in the ONNX model."""
+        return self.first_divergence is None and not self.not_produced
+
+    @property
+    def not_produced(self) -> list[str]:
+        """Modules with an output that no op of theirs makes: the model or its tags are wrong."""
+        return [m.tag for m in self.modules if m.status == "not produced"]
+
+    def summary(self) -> str:
+        """One line: what failed, or that every module matched."""
+        parts = [f"first divergence: {self.first_divergence}"] if self.first_divergence else []
+        if self.not_produced:
+            parts.append(f"not produced by their own ops: {', '.join(self.not_produced)}")
+        return "; ".join(parts) or "every module matched"
 
     def by_tag(self) -> dict[str, ModuleCheck]:
         return {m.tag: m for m in self.modules}
@@ -74,33 +90,80 @@ def _tensors(obj: Any) -> list[torch.Tensor]:
     return []
 
 
-Output = tuple[np.ndarray, bool]
-"""A module's output tensor, and whether it is one of the tensors the module was given."""
+class Output(NamedTuple):
+    """A module's output tensor (a copy), whether it is one of the tensors the module was
+    given, and whether the model's outputs depend on it (else the export drops its ops)."""
+
+    tensor: np.ndarray
+    passthrough: bool
+    used: bool = True
+
+
+def _leaves(obj: Any) -> list[torch.Tensor]:
+    """Every tensor in a model's output, including those held in objects' attributes (a cache)."""
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if isinstance(obj, dict):
+        return [t for v in obj.values() for t in _leaves(v)]
+    if isinstance(obj, list | tuple):
+        return [t for v in obj for t in _leaves(v)]
+    if hasattr(obj, "__dict__") and not isinstance(obj, type | nn.Module):
+        return _leaves(vars(obj))
+    return []
+
+
+def _used(roots: list[torch.Tensor]) -> Callable[[torch.Tensor], bool]:
+    """Whether the model's outputs ``roots`` were computed from a tensor: its autograd node is
+    one they reach. A tensor autograd did not record (integers, nothing with a weight behind
+    it) is taken as used."""
+    reached: set[Any] = set()
+    todo = [t.grad_fn for t in roots if t.grad_fn is not None]
+    while todo:
+        node = todo.pop()
+        if node not in reached:
+            reached.add(node)
+            todo.extend(next_node for next_node, _ in node.next_functions if next_node is not None)
+    if not roots:  # nothing recorded: every tensor counts as used
+        return lambda t: True
+    return lambda t: t.grad_fn is None or t.grad_fn in reached or any(t is r for r in roots)
 
 
 def _capture_outputs(
     model: nn.Module, args: tuple, kwargs: dict, hierarchy: ModuleHierarchy
 ) -> tuple[dict[str, list[Output]], list[str]]:
     """Each kept module's outputs (first call) and the order the modules returned in."""
-    outputs: dict[str, list[Output]] = {}
+    returned: dict[str, list[tuple[torch.Tensor, np.ndarray, bool]]] = {}
     finished: list[str] = []
     handles = []
     for info in hierarchy:
 
         def hook(_module, call_args, call_kwargs, out, tag=info.tag):
-            if tag not in outputs:
+            if tag not in returned:
                 given = _tensors(list(call_args)) + _tensors(call_kwargs)
                 # copies: a caller may update the returned tensor in place (`h += residual`)
-                outputs[tag] = [(t.detach().cpu().numpy().copy(), any(t is g for g in given)) for t in _tensors(out)]
+                returned[tag] = [
+                    (t, t.detach().cpu().numpy().copy(), any(t is g for g in given)) for t in _tensors(out)
+                ]
                 finished.append(tag)
 
         handles.append(info.module.register_forward_hook(hook, with_kwargs=True))
     try:
-        with torch.no_grad():
-            model(*args, **kwargs)
+        try:
+            with torch.enable_grad():  # the autograd graph tells what the outputs were computed from
+                result = model(*args, **kwargs)
+            used = _used(_leaves(result))
+        except Exception:  # torch.cond compiles its branches to run under autograd, and cannot with hooks
+            returned.clear()
+            finished.clear()
+            with torch.no_grad():
+                model(*args, **kwargs)
+            used = _used([])
     finally:
         for handle in handles:
             handle.remove()
+    outputs = {
+        tag: [Output(copy, passthrough, used(t)) for t, copy, passthrough in found] for tag, found in returned.items()
+    }
     return outputs, finished
 
 
@@ -225,9 +288,9 @@ def _check_module(
 ) -> ModuleCheck:
     if not outputs:
         return ModuleCheck(tag, "no tensor output")
-    tensors = [tensor for tensor, passthrough in outputs if not passthrough]
+    tensors = [output.tensor for output in outputs if not output.passthrough and output.used]
     if not tensors:
-        return ModuleCheck(tag, "passthrough")
+        return ModuleCheck(tag, "passthrough" if all(o.passthrough for o in outputs) else "unused")
     if not produced:
         return ModuleCheck(tag, "no ops")
     worst_abs = worst_rel = 0.0
