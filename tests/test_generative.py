@@ -260,3 +260,24 @@ def test_an_interrupted_seq2seq_export_leaves_no_file(t5, tmp_path, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         hiercompile.export_pretrained(str(folder), tmp_path / "new", task="text2text-generation-with-past")
     assert not (tmp_path / "new").exists()
+
+
+def test_the_cache_is_passed_by_the_name_transformers_takes(tmp_path):
+    """transformers 5.25 takes the cache as ``cache`` and warns for ``past_key_values``; older
+    versions take ``past_key_values``: the export and its validation use the model's own name,
+    and the ONNX inputs keep optimum's ``past_key_values.*``."""
+    import warnings
+
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    folder = tmp_path / "gpt2"
+    GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=1, n_head=2, n_positions=64, vocab_size=500)).save_pretrained(folder)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        done = hiercompile.export_pretrained(str(folder), tmp_path / "out", validate_outputs=True)
+    deprecations = [str(w.message) for w in caught if "deprecated" in str(w.message) and "cache" in str(w.message)]
+    assert not deprecations
+    names = [v.name for v in done.results["model"].model.graph.inputs]
+    assert "past_key_values.0.key" in names and "past_key_values.0.value" in names
+    assert done.validation is not None

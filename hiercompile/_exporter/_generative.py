@@ -80,6 +80,22 @@ def _with_signature(function: Callable, names: list[str]) -> Callable:
     return call
 
 
+# the cache's argument and output: ``cache`` from transformers 5.25, ``past_key_values`` before it,
+# ``cache_params`` for state-space models; the ONNX inputs keep optimum's ``past_key_values.*``
+_CACHE_NAMES = ("cache", "past_key_values", "cache_params")
+
+
+def _cache_argument(model: nn.Module) -> str:
+    """The name ``model.forward`` takes its cache by."""
+    parameters = inspect.signature(model.forward).parameters
+    return next((name for name in _CACHE_NAMES if name in parameters), "past_key_values")
+
+
+def _cache_of(output: Any) -> Any:
+    """The cache a forward returned, under whichever name it has."""
+    return next((found for name in _CACHE_NAMES if (found := getattr(output, name, None)) is not None), None)
+
+
 def _paths(obj: Any, prefix: str = "") -> Iterator[tuple[str, torch.Tensor]]:
     """(attribute path, tensor) for every tensor held in ``obj``'s attributes, lists and dicts."""
     if isinstance(obj, torch.Tensor):
@@ -149,10 +165,10 @@ def _eager(model: nn.Module, call: Callable[[], Any]) -> Any:
 
 
 def _past_of(model: nn.Module, kwargs: dict[str, Any]) -> Any:
-    cache = _eager(model, lambda: getattr(model(**kwargs, use_cache=True), "past_key_values", None))
+    cache = _eager(model, lambda: _cache_of(model(**kwargs, use_cache=True)))
     if cache is None:
         raise InputError(
-            f"{type(model).__name__} returned no past_key_values with use_cache=True; "
+            f"{type(model).__name__} returned no cache with use_cache=True; "
             "export it without the cache (the task without -with-past)"
         )
     return cache
@@ -208,10 +224,13 @@ def _decoder(model: nn.Module, batch: int, seq_len: int) -> Component:
     original = model.forward
     parameters = list(kwargs)
 
+    argument = _cache_argument(model)
+
     def forward(**inputs: Any) -> dict[str, torch.Tensor]:
         given = _leaves(inputs["past_key_values"])  # before the model updates the cache in place
+        inputs[argument] = inputs.pop("past_key_values")
         output = original(**inputs, use_cache=True)
-        return {"logits": output.logits, **_present(output.past_key_values, given)}
+        return {"logits": output.logits, **_present(_cache_of(output), given)}
 
     input_names = [*parameters[:-1], *(f"past_key_values.{n}" for n in names)]
     return Component("model", _with_signature(forward, parameters), kwargs, shapes, input_names)
@@ -255,6 +274,7 @@ def _seq2seq(model: nn.Module, task: Task, batch: int, seq_len: int) -> list[Com
     found = [Component("encoder_model", _with_signature(encode, encoder_names), encoder_kwargs, encoder_shapes, None)]
     masked = "attention_mask" in encoder_kwargs
     original = model.forward
+    argument = _cache_argument(model)
 
     def decode(**inputs: Any) -> dict[str, torch.Tensor]:
         cache = inputs.get("past_key_values")
@@ -263,10 +283,10 @@ def _seq2seq(model: nn.Module, task: Task, batch: int, seq_len: int) -> list[Com
             decoder_input_ids=inputs["input_ids"],
             encoder_outputs=(inputs["encoder_hidden_states"],),
             attention_mask=inputs.get("encoder_attention_mask"),
-            past_key_values=cache,
             use_cache=True,
+            **{argument: cache},
         )
-        return {"logits": output.logits, **_present(output.past_key_values, given)}
+        return {"logits": output.logits, **_present(_cache_of(output), given)}
 
     first = _decoder_step(model, encoder, encoder_kwargs, batch, 0, seq_len, masked)
     shapes = _step_shapes(first, masked)
@@ -321,12 +341,14 @@ def _decoder_step(
         inputs["past_key_values"] = _eager(
             model,
             lambda: (
-                model(
-                    decoder_input_ids=_tokens(model, batch, past, seed=1),
-                    encoder_outputs=(hidden,),
-                    attention_mask=inputs.get("encoder_attention_mask"),
-                    use_cache=True,
-                ).past_key_values
+                _cache_of(
+                    model(
+                        decoder_input_ids=_tokens(model, batch, past, seed=1),
+                        encoder_outputs=(hidden,),
+                        attention_mask=inputs.get("encoder_attention_mask"),
+                        use_cache=True,
+                    )
+                )
             ),
         )
     return inputs
