@@ -290,11 +290,11 @@ def cmd_inspect(ns: argparse.Namespace) -> None:
             continue
         own, total = len(retriever.get_nodes_by_module(tag, False)), len(retriever.get_nodes_by_module(tag))
         ops = ", ".join(f"{op} {n}" for op, n in retriever.op_types(tag).most_common(4))
-        label = f"[bold]{tag}[/bold] ops {own}/{total} weights {retriever.num_parameters(tag):,} [dim]{ops}[/dim]"
+        label = f"[bold]{tag}[/bold] ops {own}/{total} parameters {retriever.num_parameters(tag):,} [dim]{ops}[/dim]"
         parent = retriever.hierarchy[tag]["parent"]
         nodes[tag] = nodes[parent].add(label) if tag != root and parent in nodes else Tree(label)
     _console(stderr=False).print(nodes[root])
-    _console().print("each module: full tag, ops own/subtree, initializer elements its subtree uses, common op types")
+    _console().print("each module: full tag, ops own/subtree, parameters of its subtree (PyTorch's), common op types")
 
 
 def cmd_extract(ns: argparse.Namespace) -> None:

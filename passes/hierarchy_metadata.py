@@ -17,7 +17,8 @@ class HierarchyMetadataPass(ir.passes.InPlacePass):
     Rules:
 
     1. ``hiercompile.hierarchy`` is a JSON object with sorted keys: tag ->
-       ``{"class", "module", "parent"}`` for every kept module, with or without ops.
+       ``{"class", "module", "parent", "num_parameters"}`` for every kept module, with or
+       without ops.
     2. ``hiercompile.version`` is the version of the package that wrote the tags.
     """
 

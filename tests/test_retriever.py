@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import onnx
 import pytest
 from hiercompile.passes import get_tags, is_under
@@ -87,3 +89,17 @@ def test_untagged_and_corrupt_files(tmp_path):
         HierarchyRetriever(corrupt)
     with pytest.raises(InputError, match="no such file"):
         HierarchyRetriever(tmp_path / "missing.onnx")
+
+
+def test_parameters_are_pytorchs_and_folded_constants_are_only_initializers(bert_export):
+    model, *_, out = bert_export
+    retriever = HierarchyRetriever(out / "model.onnx")
+    side = json.loads((out / "hierarchy.json").read_text())
+    for tag in retriever.modules():  # inspect's column, export's summary and hierarchy.json agree
+        assert retriever.num_parameters(tag) == side[tag]["num_parameters"]
+    assert retriever.num_parameters("/BertModel") == sum(p.numel() for p in model.parameters())
+    names = set(dict(model.named_parameters())) | set(dict(model.named_buffers()))
+    parameters = retriever.parameters_of("/BertModel")
+    assert parameters and set(parameters) <= names  # no val_67
+    folded = set(retriever.initializers_of("/BertModel")) - set(parameters)
+    assert folded and not folded & names

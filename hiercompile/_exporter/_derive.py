@@ -11,8 +11,18 @@ from ..passes import ModuleHierarchy, ancestors, get_tags, subgraph_owners
 
 
 def hierarchy_metadata(hierarchy: ModuleHierarchy) -> dict[str, dict]:
-    """Tag -> ``{"class", "module", "parent"}`` for every kept module (``hiercompile.hierarchy``)."""
-    return {info.tag: {"class": info.qualified_class, "module": info.path, "parent": info.parent} for info in hierarchy}
+    """Tag -> ``{"class", "module", "parent", "num_parameters"}`` for every kept module
+    (``hiercompile.hierarchy``): the parameter count is PyTorch's, which the ONNX initializers
+    do not give back (weights folded into new constants, buffers)."""
+    return {
+        info.tag: {
+            "class": info.qualified_class,
+            "module": info.path,
+            "parent": info.parent,
+            "num_parameters": info.num_parameters,
+        }
+        for info in hierarchy
+    }
 
 
 def data_flow_graph(graph: ir.Graph) -> nx.DiGraph:

@@ -340,14 +340,12 @@ def _decoder_step(
     if past:
         inputs["past_key_values"] = _eager(
             model,
-            lambda: (
-                _cache_of(
-                    model(
-                        decoder_input_ids=_tokens(model, batch, past, seed=1),
-                        encoder_outputs=(hidden,),
-                        attention_mask=inputs.get("encoder_attention_mask"),
-                        use_cache=True,
-                    )
+            lambda: _cache_of(
+                model(
+                    decoder_input_ids=_tokens(model, batch, past, seed=1),
+                    encoder_outputs=(hidden,),
+                    attention_mask=inputs.get("encoder_attention_mask"),
+                    use_cache=True,
                 )
             ),
         )

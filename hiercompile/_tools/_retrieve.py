@@ -142,15 +142,28 @@ class HierarchyRetriever:
         """Histogram of op types of the module."""
         return Counter(self._ops[n][0] for n in self.get_nodes_by_module(tag, recursive))
 
-    def parameters_of(self, tag: str) -> list[str]:
-        """Initializers that ops of the module's subtree consume, in graph order."""
+    def initializers_of(self, tag: str) -> list[str]:
+        """Initializers that ops of the module's subtree consume, in graph order: its weights as
+        ONNX holds them, and the constants the exporter folded (``val_67``, a transposed weight)."""
         tags = set(self.get_module_subtree(tag))
         return [name for name, v in self.model.graph.initializers.items() if tags & set(get_tags(v))]
 
+    def parameters_of(self, tag: str) -> list[str]:
+        """Of :meth:`initializers_of`, those named after a parameter or buffer of the module's
+        subtree (``dense.weight``), not the exporter's folded constants. A parameter of the root
+        module itself has a name without a dot, as folded constants do: it is left out."""
+        path = self.hierarchy[self._check(tag)]["module"]
+        prefix = f"{path}." if path else ""
+        return [name for name in self.initializers_of(tag) if name.startswith(prefix) and "." in name]
+
     def num_parameters(self, tag: str) -> int:
-        """Elements of the initializers the module's subtree uses (weights and folded constants)."""
+        """PyTorch's parameter count of the module's subtree, as the export recorded it; for a file
+        without it, the elements of the initializers the subtree uses."""
+        recorded = self.hierarchy[self._check(tag)].get("num_parameters")
+        if recorded is not None:
+            return recorded
         inits = self.model.graph.initializers
-        return sum(inits[name].const_value.size for name in self.parameters_of(tag) if inits[name].const_value)
+        return sum(inits[name].const_value.size for name in self.initializers_of(tag) if inits[name].const_value)
 
     def module_dag(self, tag: str) -> nx.DiGraph:
         """The module's DAG: the subgraph of the main graph's DAG induced by its subtree's ops."""

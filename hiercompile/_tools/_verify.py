@@ -273,7 +273,7 @@ def _verify(
     for tag in retriever.modules():
         ops = retriever.get_nodes_by_module(tag)
         produced = [v.name for n in ops if n in producers for v in producers[n].outputs]
-        produced += [name for name in retriever.parameters_of(tag) if name in values] if produced else []
+        produced += [name for name in retriever.initializers_of(tag) if name in values] if produced else []
         if ops and not produced:  # every op of it runs inside an If/Loop/Scan subgraph
             checks.append(ModuleCheck(tag, "inside control flow"))
             continue
