@@ -86,7 +86,7 @@ def read_config(path: Path) -> dict:
     if not isinstance(config.get("model_type"), str) or not config["model_type"]:
         raise ModelLoadError(
             f"{path} names no model_type, which says which transformers model to build; "
-            'add it ("bert", "llama", …) or write the file with save_pretrained'
+            "add the model type transformers knows the model by, or write the file with save_pretrained"
         )
     return config
 

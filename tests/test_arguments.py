@@ -152,18 +152,6 @@ def test_an_axis_name_that_cannot_be_used_is_a_warning():
     assert list(fixed.model.graph.inputs[0].shape) == [3, 4]
 
 
-def test_one_axis_name_for_sizes_the_model_keeps_apart_becomes_two():
-    class Outer(nn.Module):
-        def forward(self, x, y):
-            return x.sum(0, keepdim=True).T @ y.sum(0, keepdim=True)
-
-    x, y = torch.randn(3, 4), torch.randn(5, 4)
-    result = hiercompile.export(Outer(), (x, y), dynamic_shapes={"x": {0: "batch"}, "y": {0: "batch"}})
-    assert [str(v.shape[0]) for v in result.model.graph.inputs] == ["batch", "batch_y"]
-    (got,) = run_ir(result.model, {"x": np.ones((2, 4), np.float32), "y": np.ones((6, 4), np.float32)})
-    np.testing.assert_allclose(got, np.full((4, 4), 12.0))
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("batch", [1, 2])
 def test_a_causal_lm_exports_with_readmes_python_call(batch):

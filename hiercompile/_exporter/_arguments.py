@@ -171,9 +171,7 @@ def read_arguments(
 
 def name_axes(model: ir.Model, axis_names: Any) -> None:
     """Give the ONNX inputs' dynamic dims the names the dynamic shapes gave them (strings or
-    named ``Dim``s), everywhere in the model, as torch.onnx.export does; where one name was
-    given to sizes the capture kept apart (CLIP's texts and images, both ``batch``), the
-    later input's is ``NAME_INPUT``, since one ONNX dim name means one size."""
+    named ``Dim``s), everywhere in the model, as torch.onnx.export does."""
     if axis_names is None:
         return
     from torch.onnx._internal.exporter import _dynamic_shapes, _ir_passes
@@ -205,8 +203,6 @@ def name_axes(model: ir.Model, axis_names: Any) -> None:
                             UserWarning,
                             stacklevel=4,
                         )
-                elif name in mapping.values():  # one name, two sizes the model keeps apart: two names
-                    mapping[symbol.value] = f"{name}_{key}"
                 else:
                     mapping[symbol.value] = name
     else:

@@ -179,8 +179,8 @@ def dynamic_shapes_for(inputs: dict[str, object], axes: list[str]) -> dict[str, 
     """``dynamic_shapes`` for torch.export naming each chosen axis: ``batch`` is dim 0 of every
     tensor, ``seq`` dim 1 of 2-D (token) tensors, ``height`` and ``width`` dims 2 and 3 of 4-D
     (image) tensors. Inputs of one rank share one ``Dim`` per axis (a text's tokens and its
-    mask); the batch of inputs of another rank is a size of its own, ``batch_<input>`` (CLIP's
-    images apart from its texts). The ONNX inputs' dims carry these names."""
+    mask); the batch of inputs of another rank is a size of its own, ``batch_<input>`` (a
+    model's images apart from its texts). The ONNX inputs' dims carry these names."""
     unknown = sorted(set(axes) - set(DYNAMIC_AXES))
     if unknown:
         raise InputError(f"unknown dynamic axes {unknown}; choose from {', '.join(DYNAMIC_AXES)}")
