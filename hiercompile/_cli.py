@@ -8,10 +8,8 @@ were checked, so ``--help``, ``--version`` and a wrong argument answer at once.
 from __future__ import annotations
 
 import argparse
-import atexit
 import contextlib
 import gc
-import os
 import sys
 import time
 import types
@@ -190,6 +188,8 @@ def cmd_export(ns: argparse.Namespace) -> None:
     axes = _dynamic_axes(ns.dynamic)
     if ns.atol is not None and not ns.validate:
         raise InputError("--atol sets the tolerance of --validate; pass --validate too")
+    if ns.jobs < 1:
+        raise InputError(f"--jobs must be 1 or more, got {ns.jobs}")
     if ns.atol is not None and not ns.atol >= 0:
         raise InputError(f"--atol must be 0 or more, got {ns.atol}")
     with _collected_after_loading() as loaded:
@@ -224,6 +224,7 @@ def _export(ns: argparse.Namespace, axes: list[str], loaded: Callable[[], None])
             progress=progress,
             on_loaded=on_loaded,
             on_component=lambda name: console.print(f"[bold]{name}[/bold]"),
+            jobs=ns.jobs,
         )
     if ns.report:
         from ._tools._report import report
@@ -401,6 +402,29 @@ def cmd_report(ns: argparse.Namespace) -> None:
     console.print(f"wrote {path}")
 
 
+_LIBRARIES = ("torch", "transformers", "onnx", "onnxscript", "onnx-ir", "onnxruntime", "accelerate", "networkx")
+
+
+def cmd_doctor(ns: argparse.Namespace) -> None:
+    """What a bug report needs: the versions in use, and which private names of them are there."""
+    import platform
+    from importlib import metadata
+
+    from ._compat import PRIVATE_NAMES, available
+
+    out = _console(stderr=False)
+    out.print(f"hiercompile {__version__}; Python {platform.python_version()} on {platform.platform()}")
+    for name in _LIBRARIES:
+        try:
+            out.print(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            out.print(f"{name} not installed")
+    out.print("private names used (checked on; without them):")
+    for entry in PRIVATE_NAMES:
+        state = "present" if available(entry) else f"MISSING, so {entry.without}"
+        out.print(f"  {entry.module}.{entry.attribute}: {state} ({entry.library} {entry.checked}; {entry.purpose})")
+
+
 class VerifyFailed(Exception):
     """The model ran, and a module diverged (exit status 1, not an error)."""
 
@@ -433,6 +457,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--task",
         metavar="TASK",
         help=f"what to export, as optimum names it (default: from the config's architectures): {', '.join(TASKS)}",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="processes for a task's files (encoder, decoders): each after the first in a process of its own "
+        "that loads the model again (default 1: one after the other)",
     )
     p.add_argument("--validate", action="store_true", help="compare ONNX Runtime with PyTorch after the export")
     p.add_argument("--atol", type=float, help="largest difference --validate accepts (default 1e-4)")
@@ -486,6 +517,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq-len", type=int, default=16)
     p.add_argument("--batch", type=int, default=1)
     p.set_defaults(func=cmd_verify)
+    p = sub.add_parser("doctor", help="print the versions in use and the private names of them hiercompile uses")
+    p.set_defaults(func=cmd_doctor)
     p = sub.add_parser("functionize", help="rewrite a tagged model with each module as a local function")
     p.add_argument("input")
     p.add_argument("output")
@@ -514,23 +547,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run() -> NoReturn:
-    """The ``hiercompile`` command: :func:`main`, then the end of the process without the
-    interpreter's teardown.
-
-    After an export the process holds some 500,000 objects (torch's tracer, sympy's caches,
-    the graphs). Tearing the interpreter down frees them one by one: a last collection
-    took about 2 s, and freeing the modules' objects 0.2 s of a 5 s export of a small
-    model. The files are written and closed by then, and the operating system takes the
-    memory back either way. What an exit does for others still happens: the functions
-    registered with :mod:`atexit` run (logging's flush, ``weakref.finalize`` cleanups such
-    as temporary folders), and the output streams are flushed.
-    """
-    code = main()
-    atexit._run_exitfuncs()  # what sys.exit would run: CPython's own function for it
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):  # a closed pipe (| head) or stream
-            stream.flush()
-    os._exit(code)
+    """The ``hiercompile`` command: :func:`main`, its status the process's."""
+    sys.exit(main())
 
 
 if __name__ == "__main__":

@@ -27,8 +27,8 @@ def test_unknown_model_is_one_line_error(tmp_path, capsys):
 
 
 def test_the_command_exits_with_mains_code_and_what_an_exit_runs(tmp_path):
-    """The command ends its process without the interpreter's teardown, but as an exit
-    would for the rest: atexit functions (a temporary folder's removal), flushed output."""
+    """The command ends as any Python program does: main's status, atexit functions (a
+    temporary folder's removal), flushed output; no private CPython call, no os._exit."""
     from importlib.metadata import entry_points
 
     assert [e.value for e in entry_points(group="console_scripts", name="hiercompile")] == ["hiercompile._cli:run"]
@@ -47,6 +47,8 @@ def test_the_command_exits_with_mains_code_and_what_an_exit_runs(tmp_path):
     left, rest = proc.stdout.split(" buffered ")
     assert rest.strip() == "atexit ran"
     assert not Path(left).exists()  # weakref.finalize's cleanup ran
+    source = Path(sys.modules["hiercompile._cli"].__file__).read_text()
+    assert "os._exit" not in source and "_run_exitfuncs" not in source
 
 
 @pytest.mark.parametrize("loads", [True, False], ids=["loaded", "failed-to-load"])
@@ -319,3 +321,20 @@ def test_names_shapes_and_dynamic_axes_in_the_summary(tmp_path):
     )
     tag = "/BertModel/BertEncoder/BertLayer.0/BertAttention/BertSelfAttention ops"
     assert any(tag in line for line in proc.stdout.splitlines()), proc.stdout  # full tags, not wrapped
+
+
+def test_doctor_prints_versions_and_the_private_names_in_use(capsys, monkeypatch):
+    from importlib import metadata
+
+    import hiercompile._compat as compat
+
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    for name in ("torch", "transformers", "onnx", "onnxscript", "onnx-ir", "onnxruntime"):
+        assert f"\n{name} {metadata.version(name)}\n" in out
+    for entry in compat.PRIVATE_NAMES:
+        assert f"{entry.module}.{entry.attribute}: present" in out
+    monkeypatch.setattr(compat, "available", lambda entry: entry.library != "transformers")
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "register_cache_pytrees_for_model: MISSING, so torch.export fails naming the cache class" in out

@@ -281,3 +281,15 @@ def test_the_cache_is_passed_by_the_name_transformers_takes(tmp_path):
     names = [v.name for v in done.results["model"].model.graph.inputs]
     assert "past_key_values.0.key" in names and "past_key_values.0.value" in names
     assert done.validation is not None
+
+
+def test_a_report_names_the_file_of_several_it_describes(t5, tmp_path):
+    import shutil
+
+    from hiercompile._cli import main
+
+    out = tmp_path / "out"
+    shutil.copytree(t5[1], out)
+    assert main(["report", str(out)]) == 1  # the top folder: which subfolder to pass
+    path = hiercompile.report(out / "decoder_with_past_model")
+    assert "<h1>T5ForConditionalGeneration: decoder_with_past_model/model.onnx</h1>" in path.read_text()

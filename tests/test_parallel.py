@@ -1,11 +1,9 @@
-"""A task's files exported side by side, in forked processes: the same files as one after the other."""
+"""A task's files exported side by side on request, in spawned processes: the same files as one after the other."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import subprocess
-import sys
 import warnings
 
 import numpy as np
@@ -16,10 +14,7 @@ from torch import nn
 
 import hiercompile
 from hiercompile import InputError
-from hiercompile._exporter import _parallel
-from hiercompile._exporter._parallel import export_parts, side_by_side
-
-pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="processes are forked where POSIX has fork")
+from hiercompile._exporter._parallel import export_parts
 
 
 class Scale(nn.Module):
@@ -46,35 +41,52 @@ class Part:
 PARTS = [Part("first", 2), Part("second", 3), Part("third", 5)]
 
 
-def _export(model: nn.Module, record: list | None = None):
-    parent = os.getpid()
-
-    def export_one(part: Part, progress) -> hiercompile.ExportResult:
-        if part.name == "second" and os.getpid() != parent:
-            warnings.warn("raised in a process of its own", UserWarning, stacklevel=1)
-        result = hiercompile.export(model, (torch.randn(part.rows, 4),), progress=progress)
-        result.pid = os.getpid()  # where it ran, for the test
-        return result
-
-    return export_one
-
-
-def test_parts_side_by_side_are_the_parts_one_after_the_other():
+def _net() -> Net:
     torch.manual_seed(0)
-    model = Net().eval()
+    return Net().eval()
+
+
+def _export_rows(rows: int, name: str, parent: int) -> hiercompile.ExportResult:
+    """What a process of its own runs: it builds the model again, as the package's jobs load it."""
+    if name == "second" and os.getpid() != parent:
+        warnings.warn("raised in a process of its own", UserWarning, stacklevel=1)
+    if name == "third" and os.getpid() != parent and os.environ.get("HIERCOMPILE_TEST_FAIL") == "error":
+        raise InputError("the third part cannot be exported")
+    if name == "second" and os.getpid() != parent and os.environ.get("HIERCOMPILE_TEST_FAIL") == "exit":
+        os._exit(3)  # killed, out of memory
+    result = hiercompile.export(_net(), (torch.randn(rows, 4),))
+    result.pid = os.getpid()  # where it ran, for the test
+    return result
+
+
+def _here(part: Part, progress) -> hiercompile.ExportResult:
+    return _export_rows(part.rows, part.name, os.getpid())
+
+
+def _remote(part: Part) -> tuple:
+    return _export_rows, (part.rows, part.name, os.getpid())
+
+
+def test_parts_side_by_side_are_the_parts_one_after_the_other(monkeypatch):
+    def no_fork():
+        raise AssertionError("a process was forked")
+
+    monkeypatch.setattr(os, "fork", no_fork)  # spawned, never forked from a process whose thread pools run
     calls = []
     with pytest.warns(UserWarning, match="raised in a process of its own"):
         side = export_parts(
             PARTS,
-            _export(model),
-            side=True,
+            _here,
+            jobs=3,
+            remote=_remote,
             progress=lambda step, seconds: calls.append((step, seconds is None)),
             on_component=calls.append,
         )
-    alone = export_parts(PARTS, _export(model), side=False)
+    alone = export_parts(PARTS, _here, jobs=1, remote=_remote)
     assert list(side) == list(alone) == ["first", "second", "third"]
     pids = [side[p.name].pid for p in PARTS]
-    assert pids[0] == os.getpid() and len(set(pids)) == 3  # the first here, each other in a process
+    assert pids[0] == os.getpid() and os.getpid() not in pids[1:]  # the first here, the others in processes
+    model = _net()
     for part in PARTS:
         assert side[part.name].operations == alone[part.name].operations
         assert side[part.name].hierarchy == alone[part.name].hierarchy
@@ -89,57 +101,46 @@ def test_parts_side_by_side_are_the_parts_one_after_the_other():
 
 
 @pytest.mark.filterwarnings("ignore:raised in a process of its own")
-def test_an_error_in_a_process_is_raised_here():
-    model = Net().eval()
-    export = _export(model)
-
-    def export_one(part, progress):
-        if part.name == "third":
-            raise InputError("the third part cannot be exported")
-        return export(part, progress)
-
+def test_an_error_in_a_process_is_raised_here(monkeypatch):
+    monkeypatch.setenv("HIERCOMPILE_TEST_FAIL", "error")
     with pytest.raises(InputError, match="the third part cannot be exported"):
-        export_parts(PARTS, export_one, side=True)
+        export_parts(PARTS, _here, jobs=2, remote=_remote)
 
 
-@pytest.mark.filterwarnings("ignore:raised in a process of its own")
-def test_a_process_that_ends_without_a_result_has_its_part_exported_here():
-    model = Net().eval()
-    parent = os.getpid()
-    export = _export(model)
-
-    def export_one(part, progress):
-        if part.name == "second" and os.getpid() != parent:
-            os._exit(3)  # killed, out of memory
-        return export(part, progress)
-
-    results = export_parts(PARTS, export_one, side=True)
-    assert results["second"].pid == parent and results["third"].pid != parent
+def test_a_process_that_ends_without_a_result_has_its_part_exported_here(monkeypatch):
+    monkeypatch.setenv("HIERCOMPILE_TEST_FAIL", "exit")
+    results = export_parts(PARTS, _here, jobs=2, remote=_remote)
+    assert list(results) == ["first", "second", "third"]
+    assert results["second"].pid == os.getpid()
 
 
-def test_which_tasks_go_side_by_side(monkeypatch):
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    model = Net()
-    assert side_by_side(model, PARTS, streamed=False)
-    assert not side_by_side(model, PARTS[:1], streamed=False)  # one file
-    assert not side_by_side(model, PARTS, streamed=True)  # weights read from their files when written
-    monkeypatch.setattr(_parallel, "SEND_BYTES", 16)
-    assert not side_by_side(model, PARTS, streamed=False)  # each file would hold a copy sent back
-    monkeypatch.undo()
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
-    assert not side_by_side(model, PARTS, streamed=False)  # one core
+def test_jobs_that_cannot_help_are_a_warning_and_bad_jobs_an_error(monkeypatch):
+    from hiercompile._exporter import _pretrained
+    from hiercompile._exporter._models import LoadedModel
+
+    loaded = LoadedModel(Net(), "a model", random_weights=True)
+    assert _pretrained._checked_jobs(2, loaded, PARTS) == 2
+    assert _pretrained._checked_jobs(2, loaded, PARTS[:1]) == 1  # one file
+    monkeypatch.setattr(_pretrained, "SEND_BYTES", 16)
+    with pytest.warns(hiercompile.OptionWarning, match="each process would send back a copy"):
+        assert _pretrained._checked_jobs(2, loaded, PARTS) == 1
+    for bad in (0, -1, True, 1.5):
+        with pytest.raises(InputError, match="jobs must be a whole number of processes"):
+            _pretrained._checked_jobs(bad, loaded, PARTS)
 
 
-def test_before_forking_the_tables_hold_the_ops_a_capture_registers():
-    # in a fresh process: here, an earlier test has imported what a capture imports
-    code = """
-import torch, hiercompile
-from hiercompile._exporter import _pretrained, _translations
-_pretrained._before_forking()
-ops, built = _translations.registered_ops(), _translations._torchlib_tables.cache_info().misses
-model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU()).eval()
-hiercompile.export(model, (torch.randn(3, 4),), dynamic_shapes=({0: "batch_size"},))
-print(built, _translations.registered_ops() - ops, _translations._torchlib_tables.cache_info().misses - built)
-"""
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.split()
-    assert out == ["1", "0", "0"]  # built once, before; the export registers no op and builds no table
+@pytest.mark.slow
+def test_a_seq2seq_task_exports_the_same_files_with_jobs(tmp_path):
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(0)
+    folder = tmp_path / "t5"
+    config = T5Config(d_model=32, d_ff=64, num_layers=1, num_heads=2, d_kv=16, vocab_size=100, decoder_start_token_id=0)
+    T5ForConditionalGeneration(config).eval().save_pretrained(folder)
+    alone = hiercompile.export_pretrained(str(folder), tmp_path / "alone")
+    side = hiercompile.export_pretrained(str(folder), tmp_path / "side", jobs=2, validate_outputs=True)
+    assert list(side.results) == list(alone.results) == ["encoder_model", "decoder_model", "decoder_with_past_model"]
+    for name in alone.results:
+        assert (tmp_path / "side" / name / "model.onnx").read_bytes() == (
+            tmp_path / "alone" / name / "model.onnx"
+        ).read_bytes()

@@ -1,20 +1,20 @@
-"""Export the files of a task side by side: a sequence-to-sequence task with a cache writes three.
+"""Export the files of a task side by side, on request: a sequence-to-sequence task with a cache writes three.
 
-Each file is captured and lowered from the same loaded model, and each export is mostly
-Python (torch's tracer), one core's work. With more than one core, the files after the
-first are exported in forked processes, which inherit the loaded model and the lower
-stage's tables, while this process exports the first; each sends back its result, the
-ONNX model serialized. A tiny speech-recognition model's three files: 4.2 s one after
-the other, about 2.5 s side by side on 2 cores.
+Each export is mostly Python (torch's tracer), one core's work. With ``jobs`` above one,
+the files after the first are exported in new processes (spawned: each imports the
+package and loads the model itself; nothing is forked from this process, whose thread
+pools are running), while this process exports the first. Each sends back its result,
+the ONNX model serialized. A spawned process pays its imports and the model's loading,
+so this pays off for models whose export takes longer than that.
 """
 
 from __future__ import annotations
 
-__all__ = ["export_parts", "side_by_side"]
+__all__ = ["SEND_BYTES", "export_parts"]
 
+import concurrent.futures
 import logging
 import multiprocessing
-import os
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -22,7 +22,6 @@ from typing import Any
 import onnx
 import onnx_ir as ir
 import torch
-from torch import nn
 
 from ._export import ExportResult, Progress
 
@@ -32,28 +31,15 @@ logger = logging.getLogger(__name__)
 SEND_BYTES = 256 << 20
 
 ExportOne = Callable[[Any, Progress | None], ExportResult]
-
-
-def side_by_side(model: nn.Module, parts: Sequence[Any], streamed: bool) -> bool:
-    """Whether ``parts`` are exported in processes of their own: more than one file, more
-    than one core, processes that can be forked (POSIX), and weights in memory (not
-    streamed from their files) of at most :data:`SEND_BYTES`."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    size = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
-    return (
-        len(parts) > 1
-        and cores > 1
-        and not streamed
-        and size <= SEND_BYTES
-        and "fork" in multiprocessing.get_all_start_methods()
-    )
+Remote = Callable[[Any], tuple[Callable[..., ExportResult], tuple]]
 
 
 def export_parts(
     parts: Sequence[Any],
     export_one: ExportOne,
     *,
-    side: bool,
+    jobs: int = 1,
+    remote: Remote | None = None,
     progress: Progress | None = None,
     on_component: Callable[[str], None] | None = None,
 ) -> dict[str, ExportResult]:
@@ -61,82 +47,65 @@ def export_parts(
 
     Rules:
 
-    1. Without ``side``, the parts are exported one after the other, here.
-    2. With it, each part but the first is exported in a forked process (one thread of
-       torch's), and the first here meanwhile; a process sends back its result with the
-       model serialized, and the warnings it raised, which are raised here again.
+    1. With ``jobs`` 1 (or one part, or no ``remote``), the parts are exported one after
+       the other, here.
+    2. Otherwise each part but the first is exported in a spawned process, ``jobs - 1`` at
+       a time, while this process exports the first: the process runs the function and
+       arguments ``remote(part)`` gives (both must pickle) on one thread of torch's, and
+       sends back its result with the model serialized and the warnings it raised, which
+       are raised here again.
     3. An error in a process is raised here, once the first part is done.
     4. A process that ends without a result (killed, out of memory) has its part exported
        here, after the others.
     5. ``on_component`` and ``progress`` report each part in order: the first as it runs,
        the others with their steps' times once they are back.
     """
-    if not side:
+    if jobs <= 1 or len(parts) <= 1 or remote is None:
         results = {}
         for part in parts:
             if on_component:
                 on_component(part.name)
             results[part.name] = export_one(part, progress)
         return results
-    context = multiprocessing.get_context("fork")
-    children = []
-    try:
-        for part in parts[1:]:
-            receive, send = context.Pipe(duplex=False)
-            process = context.Process(target=_child, args=(send, export_one, part), daemon=True)
-            with warnings.catch_warnings():
-                # Python 3.12+ warns of fork with other threads running: torch's idle
-                # intra-op workers; the child runs on one thread of its own (rule 2)
-                warnings.filterwarnings("ignore", message=r".*multi-threaded.*fork", category=DeprecationWarning)
-                process.start()
-            send.close()
-            children.append((part, process, receive))
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(min(jobs - 1, len(parts) - 1), mp_context=context) as pool:
+        futures = [(part, pool.submit(_in_process, *remote(part))) for part in parts[1:]]
         if on_component:
             on_component(parts[0].name)
         results = {parts[0].name: export_one(parts[0], progress)}
-        for part, process, receive in children:
-            results[part.name] = _received(part, process, receive, export_one, progress, on_component)
-        return results
-    finally:
-        for _, process, receive in children:
-            receive.close()
-            if process.is_alive():
-                process.terminate()
-            process.join()
+        for part, future in futures:
+            results[part.name] = _received(part, future, export_one, progress, on_component)
+    return results
 
 
-def _child(send: Any, export_one: ExportOne, part: Any) -> None:
+def _in_process(function: Callable[..., ExportResult], args: tuple) -> tuple:
     torch.set_num_threads(1)  # as torch's DataLoader workers: the cores are shared
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            result = export_one(part, None)
+            result = function(*args)
             payload: tuple = ("result", _portable(result))
-        except BaseException as e:
+        except Exception as e:
             payload = ("error", e)
     raised = [(w.message, w.category, w.filename, w.lineno) for w in caught]
-    try:
-        send.send((*payload, raised))
-    except Exception:  # an error torch made that does not pickle: its text
-        send.send(("error", RuntimeError(f"{type(payload[1]).__name__}: {payload[1]}"), raised))
-    send.close()
+    try:  # an error torch made may not pickle: its text then
+        multiprocessing.reduction.ForkingPickler.dumps(payload)
+    except Exception:
+        payload = ("error", RuntimeError(f"{type(payload[1]).__name__}: {payload[1]}"))
+    return (*payload, raised)
 
 
 def _received(
     part: Any,
-    process: Any,
-    receive: Any,
+    future: concurrent.futures.Future,
     export_one: ExportOne,
     progress: Progress | None,
     on_component: Callable[[str], None] | None,
 ) -> ExportResult:
     try:
-        kind, value, raised = receive.recv()
-    except EOFError:
-        process.join()
-        logger.info(
-            "%s: its process ended (exit code %s) without a result; exporting it here", part.name, process.exitcode
-        )
+        kind, value, raised = future.result()
+    except concurrent.futures.process.BrokenProcessPool:
+        logger.info("%s: its process ended without a result; exporting it here", part.name)
         if on_component:
             on_component(part.name)
         return export_one(part, progress)

@@ -21,9 +21,8 @@ from .._sources import ModelRef, check_sizes, resolve
 from .._tasks import infer_task, supported_tasks, task_named
 from ._export import ExportResult, Progress, export
 from ._generative import Component, components, entered
-from ._lower import Lowering, _tables
-from ._models import dynamic_shapes_for, load_model
-from ._parallel import export_parts, side_by_side
+from ._models import LoadedModel, dynamic_shapes_for, load_model
+from ._parallel import SEND_BYTES, export_parts
 from ._weights import checkpoint_bytes
 
 if TYPE_CHECKING:  # ONNX Runtime loads only to validate
@@ -121,6 +120,7 @@ def export_pretrained(
     progress: Progress | None = None,
     on_loaded: Callable[[str, bool], None] | None = None,
     on_component: Callable[[str], None] | None = None,
+    jobs: int = 1,
 ) -> PretrainedExport:
     """Export a checkpoint (a preset, a ``save_pretrained`` folder or a hub id) for ``task``.
 
@@ -130,9 +130,9 @@ def export_pretrained(
     ``present.N.key/value`` outputs, every sequence axis dynamic; a sequence-to-sequence
     task writes ``encoder_model/``, ``decoder_model/`` and, with past,
     ``decoder_with_past_model/`` into ``output``, each tagged with the whole model's
-    tags; with more than one core, its files are exported side by side in forked processes
-    (:func:`._parallel.export_parts`). The checkpoint's configuration and tokenizer files are
-    copied beside them.
+    tags; with ``jobs`` above one, its files are exported side by side, each after the first
+    in a spawned process that loads the model again (:func:`._parallel.export_parts`). The
+    checkpoint's configuration and tokenizer files are copied beside them.
     ``dynamic``: axes to make dynamic for a task without a cache (``batch``, ``seq``,
     ``height``, ``width``). ``validate_outputs``: compare ONNX Runtime with PyTorch
     afterwards; beyond ``atol`` it is a :class:`ValidationError`. ``stream_weights``: build
@@ -173,27 +173,14 @@ def export_pretrained(
         parts[0].dynamic_shapes = dynamic_shapes_for(parts[0].kwargs, list(dynamic))
 
     def export_one(part: Component, report: Progress | None) -> ExportResult:
-        with entered(loaded.model, part.forward), warnings.catch_warnings():
-            if part.forward is not None:  # an input of ours the model does not read is dropped below
-                warnings.filterwarnings("ignore", message="the model never reads")
-            result = export(
-                loaded.model,
-                kwargs=part.kwargs,
-                dynamic_shapes=part.dynamic_shapes,
-                input_names=part.input_names,
-                namespace=namespace,
-                weights=loaded.weights,
-                stack_traces=stack_traces,
-                progress=report,
-            )
-        if part.forward is not None:
-            _without_unused_inputs(result)
-        return result
+        return _export_part(loaded, part, namespace, stack_traces, report)
 
-    side = side_by_side(loaded.model, parts, streamed=loaded.weights is not None)
-    if side:
-        _before_forking()
-    results = export_parts(parts, export_one, side=side, progress=progress, on_component=on_component)
+    def remote(part: Component) -> tuple:
+        job = _PartJob(model, task, name, batch, seq_len, namespace, stack_traces, stream, part.name)
+        return _export_job, (job,)
+
+    jobs = _checked_jobs(jobs, loaded, parts)
+    results = export_parts(parts, export_one, jobs=jobs, remote=remote, progress=progress, on_component=on_component)
     written = _write(out, results, _beside(ref, loaded.model), functions, attributes, external_data)
     done = PretrainedExport(name, loaded.source, loaded.random_weights, results, written)
     if validate_outputs:
@@ -207,18 +194,67 @@ def export_pretrained(
     return done
 
 
-def _before_forking() -> None:
-    """Do here, once, what each forked process would otherwise do again (:mod:`._parallel`):
-    import what a capture imports when first run (torch's export trace, which registers
-    more ops, and the sympy module that sympy's arithmetic imports on first use), then
-    build the lower stage's tables. The tables hold the ops registered so far
-    (:func:`._translations.torchlib_tables`): built before those imports, every process
-    built them again. A tiny speech-recognition model's three files: about 0.2 s less CPU
-    time in each forked process, 0.97x the command's time."""
-    import sympy.tensor.tensor  # noqa: F401
-    import torch.export._trace  # noqa: F401
+def _export_part(
+    loaded: LoadedModel, part: Component, namespace: bool, stack_traces: bool, report: Progress | None
+) -> ExportResult:
+    """One file of a task, from the loaded model."""
+    with entered(loaded.model, part.forward), warnings.catch_warnings():
+        if part.forward is not None:  # an input of ours the model does not read is dropped below
+            warnings.filterwarnings("ignore", message="the model never reads")
+        result = export(
+            loaded.model,
+            kwargs=part.kwargs,
+            dynamic_shapes=part.dynamic_shapes,
+            input_names=part.input_names,
+            namespace=namespace,
+            weights=loaded.weights,
+            stack_traces=stack_traces,
+            progress=report,
+        )
+    if part.forward is not None:
+        _without_unused_inputs(result)
+    return result
 
-    _tables(Lowering())
+
+@dataclasses.dataclass(frozen=True)
+class _PartJob:
+    """What a process of its own needs to export one file of a task: it loads the model again."""
+
+    model: str
+    head: str | None
+    task: str
+    batch: int
+    seq_len: int
+    namespace: bool
+    stack_traces: bool
+    stream: bool
+    part: str
+
+
+def _export_job(job: _PartJob) -> ExportResult:
+    loaded = load_model(resolve(job.model), job.head, stream=job.stream)
+    parts = components(loaded.model, task_named(job.task), batch=job.batch, seq_len=job.seq_len)
+    (part,) = [p for p in parts if p.name == job.part]
+    return _export_part(loaded, part, job.namespace, job.stack_traces, None)
+
+
+def _checked_jobs(jobs: int, loaded: LoadedModel, parts: list[Component]) -> int:
+    """``jobs``, or 1 with a warning where processes cannot help: weights over
+    :data:`._parallel.SEND_BYTES` (each process would send back a copy)."""
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise InputError(f"jobs must be a whole number of processes, 1 or more, got {jobs!r}")
+    if jobs == 1 or len(parts) == 1:
+        return 1
+    size = sum(t.numel() * t.element_size() for t in (*loaded.model.parameters(), *loaded.model.buffers()))
+    if loaded.weights is None and size > SEND_BYTES:
+        warnings.warn(
+            f"--jobs {jobs}: the weights ({size >> 20} MiB) are over {SEND_BYTES >> 20} MiB, and each process "
+            "would send back a copy; the files are exported one after the other",
+            OptionWarning,
+            stacklevel=3,
+        )
+        return 1
+    return jobs
 
 
 def _streams(ref: ModelRef, stream_weights: bool | None) -> bool:

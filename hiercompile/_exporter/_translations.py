@@ -1,28 +1,21 @@
-"""The lower stage's table of ONNX translations: torch's own, built for less.
+"""The lower stage's table of ONNX translations: torch's own, built once per process.
 
-``torch.onnx.export`` builds its table (``ONNXRegistry.from_torchlib``) at every call and
-pays three times for work it mostly does not use, though a model uses a few dozen of the
-~500 translations: it asks onnxscript for each translation's domain, which onnxscript
-finds by parsing the function's source; it infers every translation's signature; and
-importing onnxscript's translations converts each script-mode one from its source and
-infers each traced one's signature (two thirds of the table's time). Here each of these
-is done when the translation is first used.
+``torch.onnx.export`` builds its table (``ONNXRegistry.from_torchlib``) at every call,
+and infers the signature of each of its ~500 translations, though a model uses a few
+dozen. Here the table is built once per process (and count of registered ops), and a
+translation's signature is inferred, as torch infers it, when the translation is first
+looked up. onnxscript's translations are imported as onnxscript makes them.
 """
 
 from __future__ import annotations
 
 __all__ = ["Tables", "new_registry", "registered_ops", "torchlib_tables"]
 
-import contextlib
 import dataclasses
 import functools
-import threading
 import types
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any
-from unittest import mock
+from collections.abc import Callable, Mapping
 
-import onnxscript
 import torch
 from torch.onnx._internal.exporter import _registration
 
@@ -55,59 +48,6 @@ class _Registry(_registration.ONNXRegistry):
                 meta.skip_signature_inference = False
                 meta.__post_init__()  # torch's own inference
         return metas
-
-
-_BUILDING = threading.RLock()  # one thread builds a translation; building one may build those it calls
-
-
-class _Later:
-    """A translation made when one of its attributes is first read: until then it holds
-    only how onnxscript makes it (``build``), and then it takes the attributes of what
-    that makes, keeping any set on it meanwhile (as they were set after it was made)."""
-
-    def __init__(self, build: Callable[[], Any]) -> None:
-        self.__dict__["_build"] = build
-
-    def __getattr__(self, name: str) -> Any:  # called only for an attribute not there
-        with _BUILDING:
-            build = self.__dict__.pop("_build", None)
-            if build is not None:
-                self.__dict__.update({k: v for k, v in vars(build()).items() if k not in self.__dict__})
-        return object.__getattribute__(self, name)
-
-
-_SCRIPT, _TRACED = onnxscript.script, onnxscript.TracedOnnxFunction
-
-
-class _LaterScript(_Later, onnxscript.OnnxFunction):
-    """An ``onnxscript.script`` translation, converted from its source when first used."""
-
-
-class _LaterTraced(_Later, onnxscript.TracedOnnxFunction):
-    """A traced translation (``TracedOnnxFunction``), its signature inferred when first used."""
-
-    def __init__(self, opset: onnxscript.values.Opset, function: Callable) -> None:
-        super().__init__(lambda: _TRACED(opset, function))
-
-
-def _script_later(opset: Any = None, default_opset: Any = None, **kwargs: Any) -> Callable[[Callable], _LaterScript]:
-    def transform(function: Callable) -> _LaterScript:
-        return _LaterScript(lambda: _SCRIPT(opset, default_opset, **kwargs)(function))
-
-    return transform
-
-
-@contextlib.contextmanager
-def _made_later() -> Iterator[None]:
-    """While onnxscript's and torch's translations are imported, each is made a
-    :class:`_Later`, as their registries make them: ``onnxscript.script(opset=…)(f)``,
-    ``onnxscript.values.TracedOnnxFunction(opset, f)``, ``onnxscript.TracedOnnxFunction(opset, f)``."""
-    with (
-        mock.patch.object(onnxscript, "script", _script_later),
-        mock.patch.object(onnxscript, "TracedOnnxFunction", _LaterTraced),
-        mock.patch.object(onnxscript.values, "TracedOnnxFunction", _LaterTraced),
-    ):
-        yield
 
 
 def registered_ops() -> int:
@@ -152,12 +92,10 @@ def new_registry(opset: int) -> _registration.ONNXRegistry:
     """What ``ONNXRegistry.from_torchlib`` builds, without its cost (module docstring).
     Falls back to torch's own on another torch or onnxscript."""
     try:
+        from onnxscript.function_libs.torch_lib import ops, registration  # noqa: F401 (ops: registers them)
         from torch.onnx._internal.exporter._torchlib import _torchlib_registry as torch_side
 
-        with _made_later():  # a translation imported before (by another library) stays as it was made
-            from onnxscript.function_libs.torch_lib import ops, registration  # noqa: F401 (ops: registers them)
-
-            torch_ops = torch_side.get_torchlib_ops()
+        torch_ops = torch_side.get_torchlib_ops()
         registry = _Registry()
         registry._opset_version = opset
         for meta in torch_ops:

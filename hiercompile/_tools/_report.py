@@ -7,7 +7,17 @@ import json
 from importlib import resources
 from pathlib import Path
 
-from .._artifacts import PROFILE_FILE, REPORT_FILE, SIDE_FILES, VERIFY_FILE, add_files, check_not_top, read_result
+from .._artifacts import (
+    MODEL_FILE,
+    PROFILE_FILE,
+    REPORT_FILE,
+    SIDE_FILES,
+    VERIFY_FILE,
+    add_files,
+    check_not_top,
+    read_manifest,
+    read_result,
+)
 from .._errors import InputError
 from .._io import Writer
 
@@ -52,9 +62,11 @@ def report_writer(directory: Path) -> Writer:
     """A writer for ``report.html`` from ``directory``'s side files."""
     data = report_data(directory)
     root = next((tag for tag, entry in data["hierarchy"].items() if not entry["parent"]), "")
+    model = read_manifest(directory).get("model", MODEL_FILE)
+    title = f"{root.lstrip('/')}: {Path(directory).resolve().name}/{model}"  # which file, of several exported
     text = json.dumps(data, separators=(",", ":"), sort_keys=True).replace("</", "<\\/")  # safe inside <script>
     template = resources.files(__package__).joinpath(REPORT_FILE).read_text(encoding="utf-8")
-    page = template.replace("__TITLE__", html.escape(root.lstrip("/"))).replace("__DATA__", text)
+    page = template.replace("__TITLE__", html.escape(title)).replace("__DATA__", text)
 
     def write(path: Path) -> None:
         path.write_text(page, encoding="utf-8")
