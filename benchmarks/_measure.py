@@ -65,7 +65,7 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def write_result(name: str, text: str) -> Path:
-    """Print the results table and write it to ``benchmarks/results/<name>`` (what the README copies)."""
+    """Print the results table and write it to ``benchmarks/results/<name>`` (what the docs include)."""
     print(text)
     path = Path(__file__).parent / "results" / name
     path.parent.mkdir(exist_ok=True)

@@ -3,7 +3,7 @@
 ONNX Runtime's graph optimizer (saved optimized model, three levels), its transformer
 optimizer, dynamic and static quantization, the shape-inference pre-processing,
 onnxslim, onnxsim, the opset converter and onnxscript's optimizer. Used by
-``benchmarks/retag.py`` (the README's table) and ``tests/test_retag.py``.
+``benchmarks/retag.py`` (the table in docs/deployment.md) and ``tests/test_retag.py``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Outline every kept module instance into a call of an ONNX local function (SPEC §6), and back."""
+"""Outline every kept module instance into a call of an ONNX local function (docs/tags.md, functions form), and back."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Record the module hierarchy and the package version in the model (SPEC §4)."""
+"""Record the module hierarchy and the package version in the model (docs/tags.md)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 onnx-ir's ``CommonSubexpressionEliminationPass`` drops the removed node and its
 metadata, so an op computed identically in two modules (a mask built the same way
 in every block) would end up tagged with only the first module. This pass merges
-the same duplicates and unions their tags (SPEC §3).
+the same duplicates and unions their tags (docs/tags.md).
 """
 
 from __future__ import annotations

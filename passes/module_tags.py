@@ -1,6 +1,6 @@
 """The tag rule: which modules are kept and what each kept module instance is called.
 
-This file is the one place where tags are decided (SPEC §1-2). Every other pass
+This file is the one place where tags are decided (docs/tags.md: kept modules, tags). Every other pass
 only looks tags up in the :class:`ModuleHierarchy` built here.
 """
 

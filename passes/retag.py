@@ -1,4 +1,4 @@
-"""Tags for a model another tool made from a tagged one (SPEC §3, "nodes made by other tools").
+"""Tags for a model another tool made from a tagged one (docs/tags.md, "nodes other tools made").
 
 ONNX Runtime's optimizer, quantizers, simplifiers and converters rebuild the graph and
 drop node metadata. :class:`RetagPass` maps every node of the transformed model back to

@@ -1,7 +1,7 @@
 """The seed notes' literal tag form: node attributes ``source_module`` and ``hierarchy_tags``.
 
 Standard ONNX operators reject unknown attributes, so a model carrying them fails
-``onnx.checker`` and ONNX Runtime refuses to load it (SPEC §4). The form is written
+``onnx.checker`` and ONNX Runtime refuses to load it (docs/tags.md). The form is written
 only on request, to a separate file, and :class:`StripTagAttributesPass` removes it.
 """
 

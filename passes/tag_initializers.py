@@ -1,4 +1,4 @@
-"""Tag every initializer with the modules that use it (SPEC §3)."""
+"""Tag every initializer with the modules that use it (docs/tags.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Where tags live in an ONNX model (SPEC §4), and how to read and write them."""
+"""Where tags live in an ONNX model (docs/tags.md), and how to read and write them."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Control flow (SPEC §3): ops inside If/Scan subgraphs are tagged with the module they ran in."""
+"""Control flow (docs/tags.md): ops inside If/Scan subgraphs are tagged with the module they ran in."""
 
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ SPEC_EXAMPLES = {
 
 
 def expected_tags(model: torch.nn.Module) -> set[str]:
-    """Tags by SPEC §2 for a tree without same-class siblings, straight from named_modules()."""
+    """Tags by docs/tags.md for a tree without same-class siblings, straight from named_modules()."""
     modules = dict(model.named_modules())
     tags = {}
     for path, module in modules.items():

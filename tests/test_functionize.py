@@ -1,4 +1,4 @@
-"""Functions form (SPEC §6): valid, same outputs, shared bodies, exact inline round trip, hard cases."""
+"""Functions form (docs/tags.md): valid, same outputs, shared bodies, exact inline round trip, hard cases."""
 
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ def test_multi_output_graph_output_and_a_module_called_twice():
         "/Hard/Twice.twice@1": "Twice",
         "/Hard": "Hard",
     }
-    # inside a body, names are relative to its module (SPEC §6): the scope of the child, never its tag
+    # inside a body, names are relative to its module (docs/tags.md): the scope of the child, never its tag
     assert calls_in(functions, "Hard") == [
         ("/pair/Pair_0", "Pair", "Pair"),
         ("/twice/Twice_0", "Twice", "Twice.twice"),

@@ -1,4 +1,4 @@
-"""The tag rule (SPEC §1-2) on small hand-built module trees."""
+"""The tag rule (docs/tags.md) on small hand-built module trees."""
 
 from __future__ import annotations
 

@@ -80,7 +80,7 @@ class Root(nn.Module):
 
 
 def spec_tags(model: nn.Module) -> dict[str, str]:
-    """Module path -> tag, computed from named_modules() the way SPEC §2 words it."""
+    """Module path -> tag, computed from named_modules() the way docs/tags.md words it."""
     modules = dict(model.named_modules())
     kept = [p for p, m in modules.items() if p == "" or not type(m).__module__.startswith("torch.")]
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
+
+import pytest
 
 from hiercompile._sources import presets
 
@@ -19,7 +22,7 @@ def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     assert test_command in ci.splitlines()
     assert "pip install -q torch==2.13.0" in ci
-    assert ci.index("torch==2.13.0") < ci.index('-e ".[test,tools]"')
+    assert ci.index("torch==2.13.0") < ci.index('-e ".[test,tools,docs]"')
 
 
 def test_main_job_uses_a_shipped_preset():
@@ -29,12 +32,40 @@ def test_main_job_uses_a_shipped_preset():
     assert main_job.startswith("pip install torch==2.13.0")
 
 
-def test_readme_shows_the_benchmark_results_as_written():
-    readme = (ROOT / "README.md").read_text()
+def test_every_benchmark_result_is_in_the_docs_as_written():
+    """The docs include each results file as the script wrote it (a snippet, not a copy)."""
+    pages = "".join(p.read_text() for p in (ROOT / "docs").glob("*.md"))
     results = sorted((ROOT / "benchmarks" / "results").glob("*.md"))
     assert {p.stem for p in results} >= {"export_overhead", "functions", "compare", "backend", "large", "retag"}
     for path in results:
-        rows = [line for line in path.read_text().splitlines() if line.startswith("| ")]
-        assert rows, path
-        missing = [row for row in rows if row not in readme]
-        assert not missing, f"README is out of date with {path.name}: {missing[:2]}"
+        assert f'--8<-- "benchmarks/results/{path.name}"' in pages, path.name
+    for chart in (ROOT / "benchmarks" / "results").glob("*.png"):
+        assert f"benchmarks/results/{chart.name}" in pages, chart.name
+
+
+def test_readme_is_a_front_page_that_names_nothing_outside_the_repo():
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.encode()) < 20_000
+    links = re.findall(r"\]\(([^)#]+)", readme)
+    assert links and all((ROOT / link).exists() for link in links if "://" not in link), links
+    for path in [ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "hiercompile").rglob("*.py")]:
+        text = path.read_text()
+        assert "../shared" not in text and "SPEC §" not in text, path
+
+
+def test_the_docs_build_with_warnings_as_errors(tmp_path):
+    pytest.importorskip("mkdocs", reason="the docs extra (pip install -e '.[docs]') builds the site")
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(tmp_path / "site")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "site" / "tags" / "index.html").is_file()
+    assert (tmp_path / "site" / "benchmarks" / "results" / "compare.png").is_file()

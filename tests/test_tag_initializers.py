@@ -25,6 +25,6 @@ def test_initializer_tags_are_the_sorted_tags_of_its_consumers(tmp_path):
     assert get_tags(model.graph.initializers["unused_out"]) == ["/M"]
     assert not TagInitializersPass(fallback_tag="/M")(model).modified
     path = tmp_path / "m.onnx"
-    ir.save(model, path)  # the tags are saved with the initializer (SPEC §4)
+    ir.save(model, path)  # the tags are saved with the initializer (docs/tags.md)
     saved = {i.name: {p.key: p.value for p in i.metadata_props} for i in onnx.load(path).graph.initializer}
     assert json.loads(saved["w"][TAGS_KEY]) == ["/M/A", "/M/B", "/M/Z"]

@@ -1,4 +1,4 @@
-"""The package knows no model family: its source names none (SPEC §1, the design's central promise).
+"""The package knows no model family: its source names none (docs/tags.md, the design's central promise).
 
 Encoder and decoder are roles, not families: transformers (``get_encoder``) and optimum
 (``encoder_model``, ``decoder_model``) name a sequence-to-sequence model's two halves so,

@@ -10,8 +10,8 @@ is then mapped to a module:
 3. else by the module of the node that produced its first tagged input (its "parent");
 4. else the root (the "root fallback").
 
-The tag is the SPEC tag (``hiercompile.ModuleHierarchy``) of the innermost kept module
-on the matched path, and the result is written in the SPEC's format, so the same
+The tag is hiercompile's tag (``hiercompile.ModuleHierarchy``) of the innermost kept module
+on the matched path, and the result is written in hiercompile's format, so the same
 tools (``check_spec.py``, ``hiercompile.verify``) can judge both approaches.
 """
 

@@ -114,7 +114,7 @@ def read_arguments(
         if name not in _UNSUPPORTED:
             raise InputError(
                 f"unknown argument {name!r}; hiercompile.export takes torch.onnx.export's arguments "
-                "(see README's table) and its own (keep, functions, attributes, namespace, ...)"
+                "(see the Python API docs) and its own (keep, functions, attributes, namespace, ...)"
             )
         default, why = _UNSUPPORTED[name]
         if value != default and not (name == "operator_export_type" and getattr(value, "name", "") == "ONNX"):

@@ -1,4 +1,4 @@
-"""Stage 5: derive the data-flow DAGs, the operation table and the hierarchy summary (SPEC §5)."""
+"""Stage 5: derive the data-flow DAGs, the operation table and the hierarchy summary (docs/tags.md, side files)."""
 
 from __future__ import annotations
 
@@ -28,9 +28,9 @@ def hierarchy_metadata(hierarchy: ModuleHierarchy) -> dict[str, dict]:
 def data_flow_graph(graph: ir.Graph) -> nx.DiGraph:
     """The DAG of the main graph's non-``Constant`` nodes, an edge for each value one hands the other.
 
-    A control-flow node stands for its subgraphs (SPEC §3): their ops are not nodes of
+    A control-flow node stands for its subgraphs (docs/tags.md): their ops are not nodes of
     this DAG, and only its declared inputs are edges (the values its branches read from
-    outside are not, as ../shared/tools/check_spec.py reads the rule). Each node has
+    outside are not, as the tag format states it). Each node has
     attributes ``op_type`` and ``tags`` (primary first).
     """
     dag = nx.DiGraph()
@@ -59,7 +59,7 @@ def module_dags(full: nx.DiGraph, tags: list[str]) -> dict[str, nx.DiGraph]:
 
 
 def ops(graph: ir.Graph) -> Iterator[tuple[ir.Node, ir.Node | None]]:
-    """Every non-``Constant`` node, in subgraphs too (SPEC §3), with the control-flow node whose
+    """Every non-``Constant`` node, in subgraphs too (docs/tags.md), with the control-flow node whose
     subgraph holds it (None in the main graph); a control-flow node comes before its subgraphs."""
     owners = subgraph_owners(graph)
     for node in ir.traversal.RecursiveGraphIterator(graph):
@@ -87,7 +87,7 @@ def operations(graph: ir.Graph) -> dict[str, dict]:
 
 def hierarchy_summary(hierarchy: ModuleHierarchy, graph: ir.Graph) -> dict[str, dict]:
     """``hierarchy.json``: the metadata object plus depth, children, parameters and op counts
-    (ops in subgraphs count for their own module, SPEC §3)."""
+    (ops in subgraphs count for their own module, docs/tags.md)."""
     summary = hierarchy_metadata(hierarchy)
     own = {tag: 0 for tag in summary}
     for node, _ in ops(graph):

@@ -81,13 +81,13 @@ class ExportResult:
         }
 
     def attributes_model(self) -> ir.Model:
-        """A copy of the model with the tags also as node attributes (invalid ONNX: see SPEC §4)."""
+        """A copy of the model with the tags also as node attributes (invalid ONNX: see docs/tags.md)."""
         copy = self.model.clone()
         AddTagAttributesPass()(copy)
         return copy
 
     def functions_model(self) -> ir.Model:
-        """A copy of the model with every kept module instance as a call of a local function (SPEC §6)."""
+        """A copy of the model with every kept module instance a call of a local function (the functions form)."""
         from .._tools._functions import functionize
 
         return functionize(self.model.clone()).model
@@ -184,19 +184,23 @@ def export(
     """Export ``model`` to ONNX with every op tagged by the module it ran in.
 
     The arguments are ``torch.onnx.export``'s (``dynamo=True``), with the same meaning
-    (README has the table); an argument it does not know is an :class:`InputError`.
+    (the Python API page has the table); an argument it does not know is an :class:`InputError`.
 
     Args:
         model: a ``torch.nn.Module``, or a ``torch.export.ExportedProgram`` (its modules are
             read from the ops' ``nn_module_stack``).
-        args, kwargs: example inputs for ``model.forward``.
+        args: example positional inputs for ``model.forward`` (a trailing dict is taken as ``kwargs``).
+        kwargs: example keyword inputs for ``model.forward``.
         f: where to write: a folder (``model.onnx`` and its side files), a ``.onnx`` path for
             the model alone, or None to write nothing.
-        input_names, output_names: names of the ONNX inputs and outputs (default: forward's
-            parameters, and the model's own output names: ``last_hidden_state``, ``logits``).
+        input_names: names of the ONNX inputs (default: forward's parameters).
+        output_names: names of the ONNX outputs (default: the model's own output names:
+            ``last_hidden_state``, ``logits``).
         opset_version: the ONNX opset to export to (default: the exporter's).
-        dynamic_shapes, dynamic_axes: dynamic dimensions, as torch.onnx.export reads them:
-            ``Dim``s, axis names as strings, ``Dim.AUTO``; names become the ONNX dims' names.
+        dynamic_shapes: dynamic dimensions, as torch.onnx.export reads them: ``Dim``s, axis
+            names as strings, ``Dim.AUTO``; names become the ONNX dims' names.
+        dynamic_axes: dynamic dimensions in the TorchScript exporter's form
+            (``{"x": {0: "batch"}}``), converted to ``dynamic_shapes`` as torch does.
         custom_translation_table: ONNX translations for ops the exporter lacks.
         optimize: run onnxscript's optimizer (constant folding, rewrites, CSE).
         external_data: weights in ``<model file>.data`` (None: only past protobuf's 2 GB limit).

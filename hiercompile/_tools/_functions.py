@@ -1,4 +1,4 @@
-"""The functions form (SPEC §6): a tagged model rewritten into nested module functions, checked."""
+"""The functions form (docs/tags.md, functions form): a tagged model rewritten into nested module functions, checked."""
 
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ def load_transformed(source: ModelSource) -> ir.Model:
 def retag(model: ModelSource, tagged: ModelSource, output: str | Path | None = None) -> RetagResult:
     """Tag ``model``, which a tool (ONNX Runtime's optimizer, a quantizer, a simplifier, an opset
     converter) made from the hiercompile export ``tagged`` (flat or functions form), following
-    SPEC §3; see :class:`hiercompile.passes.RetagPass` for the evidence, in order.
+    docs/tags.md; see :class:`hiercompile.passes.RetagPass` for the evidence, in order.
 
     Nothing is guessed: ``result.unmapped`` lists every node left untagged with its op and
     why, and ``result.coverage`` is the share tagged. ``output``: write the tagged model there.

@@ -78,7 +78,7 @@ def _natural(tag: str) -> list:
 class HierarchyRetriever:
     """Answers "what ran in module X" on a tagged ONNX model.
 
-    Tags are the strings of SPEC §2 (``/Model/Stack/Block.0``); ops are node names of
+    Tags are the strings of docs/tags.md (``/Model/Stack/Block.0``); ops are node names of
     the flat model (the functions form is inlined first, with full tags). An op
     belongs to the module of its primary tag.
     """
@@ -89,7 +89,7 @@ class HierarchyRetriever:
         self.inlined = self.model is not loaded  # the source was the functions form
         self.hierarchy: dict[str, dict] = json.loads(self.model.metadata_props[HIERARCHY_KEY])
         self.graph: nx.DiGraph = _derive.data_flow_graph(self.model.graph)
-        # every op, in subgraphs too (SPEC §3), in graph order: name -> (op type, primary tag)
+        # every op, in subgraphs too (docs/tags.md), in graph order: name -> (op type, primary tag)
         self._ops = {node.name: (node.op_type, get_tags(node)[0]) for node, _ in _derive.ops(self.model.graph)}
         self._own: dict[str, list[str]] = {tag: [] for tag in self.hierarchy}
         for name, (_, tag) in self._ops.items():
