@@ -238,12 +238,31 @@ def _export(ns: argparse.Namespace, axes: list[str], loaded: Callable[[], None])
     _summary(result)
 
 
-def _file_output(path: str) -> Path:
-    """An output that names a file to write; a folder there is an :class:`InputError`."""
+def _file_output(path: str, source: str | None = None, force: bool = False) -> Path:
+    """An output that names a file to write. A folder there is an :class:`InputError`; so are,
+    unless ``force``, the command's own input and a file of an export folder (its manifest
+    lists it: writing over it leaves the folder describing another model)."""
+    from ._artifacts import read_manifest
+
     out = Path(path)
     if out.is_dir():
         raise InputError(f"{out} is a folder; pass the path of the .onnx file to write, e.g. {out / 'module.onnx'}")
+    if force or not out.exists():
+        return out
+    if source is not None and Path(source).exists() and out.resolve() == _model_path(Path(source)).resolve():
+        raise InputError(f"{out} is this command's input; write to another path (or pass --force to replace it)")
+    if out.name in read_manifest(out.parent).get("files", []):
+        raise InputError(
+            f"{out} belongs to the export in {out.parent} (its manifest lists it), whose JSON files describe it; "
+            "write to another path (or pass --force to replace it)"
+        )
     return out
+
+
+def _model_path(path: Path) -> Path:
+    from ._artifacts import MODEL_FILE
+
+    return path / MODEL_FILE if path.is_dir() else path
 
 
 def cmd_functionize(ns: argparse.Namespace) -> None:
@@ -251,7 +270,7 @@ def cmd_functionize(ns: argparse.Namespace) -> None:
     from ._tools._functions import functionize
     from ._tools._retrieve import load_tagged
 
-    out = _file_output(ns.output)
+    out = _file_output(ns.output, ns.input, ns.force)
     model = load_tagged(ns.input)
     result = functionize(model)
     write_files(out.parent, {out.name: onnx_writer(model)})
@@ -301,7 +320,7 @@ def cmd_inspect(ns: argparse.Namespace) -> None:
 def cmd_extract(ns: argparse.Namespace) -> None:
     from ._tools._extract import extract
 
-    _file_output(ns.output)
+    _file_output(ns.output, ns.model, ns.force)
     model = extract(ns.model, ns.tag, ns.output)
     _console().print(
         f"wrote {ns.output}: {len(model.graph)} nodes, inputs {[v.name for v in model.graph.inputs]}, "
@@ -309,10 +328,38 @@ def cmd_extract(ns: argparse.Namespace) -> None:
     )
 
 
-def cmd_verify(ns: argparse.Namespace) -> None:
-    from ._artifacts import MODEL_FILE, VERIFY_FILE, Output
+def _verify_target(given: str) -> tuple[Path, Path | None, bool]:
+    """What ``verify MODEL TARGET`` checks: (the model file, where verify.json goes or None,
+    whether to export first). An existing model is never written over: a ``.onnx`` file is
+    verified as it is; a folder with ``model.onnx`` is verified; a new or empty folder is
+    exported into first; any other folder is refused."""
+    from ._artifacts import MODEL_FILE, Output, check_not_top, read_manifest
 
-    Output(ns.output).check()
+    target = Path(given)
+    if target.suffix == ".onnx":
+        if not target.is_file():
+            raise InputError(f"{target}: no such file; pass an .onnx file, an export folder, or a new folder")
+        exported_here = read_manifest(target.parent).get("model") == target.name
+        return target, target.parent if exported_here else None, False
+    if target.is_file():
+        raise InputError(f"{target} is a file, not an .onnx model or a folder")
+    if target.is_dir():
+        check_not_top(target)
+    if (target / MODEL_FILE).is_file():
+        return target / MODEL_FILE, target, False
+    if target.is_dir() and any(target.iterdir()):
+        raise InputError(
+            f"{target} holds files but no {MODEL_FILE}; pass an export folder, an .onnx file, or a new folder "
+            "to export into (verify never exports over files)"
+        )
+    Output(target).check()
+    return target / MODEL_FILE, target, True
+
+
+def cmd_verify(ns: argparse.Namespace) -> None:
+    from ._artifacts import VERIFY_FILE
+
+    path, results, export_first = _verify_target(ns.output)
     ref = resolve(ns.model)
     check_sizes(ns.batch, ns.seq_len, ref.config)
 
@@ -325,12 +372,11 @@ def cmd_verify(ns: argparse.Namespace) -> None:
         done()
     console = _console()
     kwargs = example_inputs(loaded.model, batch=ns.batch, seq_len=ns.seq_len)
-    path = Path(ns.output) / MODEL_FILE
-    if not path.is_file():
-        console.print(f"no {path} yet: exporting {ns.model} first")
+    if export_first:
+        console.print(f"{ns.output} is new: exporting {ns.model} into it first")
         with _Progress() as progress:
             export(loaded.model, (), ns.output, kwargs=kwargs, progress=progress)
-    report = verify(loaded.model, (), kwargs, path, output=ns.output)
+    report = verify(loaded.model, (), kwargs, path, output=results)
     table = Table(title=f"PyTorch vs ONNX Runtime per module ({path})")
     for column in ("module", "status", "max abs diff", "max rel diff"):
         table.add_column(column)
@@ -339,7 +385,8 @@ def cmd_verify(ns: argparse.Namespace) -> None:
         diffs = (f"{check.max_abs_diff:.2e}", f"{check.max_rel_diff:.2e}")
         table.add_row(_indented(check.tag), f"[{color}]{check.status}[/{color}]", *diffs)
     _console(stderr=False).print(table)
-    console.print(f"wrote {Path(ns.output) / VERIFY_FILE}")
+    if results is not None:
+        console.print(f"wrote {results / VERIFY_FILE}")
     if not report.ok:
         raise VerifyFailed(report.summary())
     console.print(report.summary())
@@ -380,7 +427,7 @@ def cmd_retag(ns: argparse.Namespace) -> None:
     from ._tools._retag import retag
 
     source = Path(ns.model)
-    out = Path(ns.output) if ns.output else source.with_name(f"{source.stem}.tagged.onnx")
+    out = _file_output(ns.output, ns.model, ns.force) if ns.output else source.with_name(f"{source.stem}.tagged.onnx")
     result = retag(source, getattr(ns, "from"), out)
     console = _console()
     evidence = ", ".join(f"{rule} {n}" for rule, n in result.evidence.most_common())
@@ -497,6 +544,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="the transformed .onnx file")
     p.add_argument("--from", metavar="TAGGED", required=True, help="the hiercompile export it was made from")
     p.add_argument("-o", "--output", help="where to write the tagged model (default: <model>.tagged.onnx)")
+    p.add_argument("--force", action="store_true", help="write over the input or a file of an export folder")
     p.set_defaults(func=cmd_retag)
     p = sub.add_parser("report", help="write report.html: module tree, DAGs, profile and verify results, offline")
     p.add_argument("directory", help="an export folder (its profile.json and verify.json are used when present)")
@@ -510,10 +558,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="a model.onnx written by hiercompile, or its folder")
     p.add_argument("tag", help="the module's full tag, e.g. /Model/Stack/Block.0 (see `hiercompile inspect`)")
     p.add_argument("output", help="path of the .onnx file to write")
+    p.add_argument("--force", action="store_true", help="write over the input or a file of an export folder")
     p.set_defaults(func=cmd_extract)
     p = sub.add_parser("verify", help="compare every module's PyTorch outputs with ONNX Runtime's")
     p.add_argument("model", help=model_help)
-    p.add_argument("output", help="the export's folder (exported there first if it has no model.onnx)")
+    p.add_argument(
+        "output", help="an export folder, an .onnx file (verified as it is), or a new folder to export into first"
+    )
     p.add_argument("--seq-len", type=int, default=16)
     p.add_argument("--batch", type=int, default=1)
     p.set_defaults(func=cmd_verify)
@@ -522,6 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("functionize", help="rewrite a tagged model with each module as a local function")
     p.add_argument("input")
     p.add_argument("output")
+    p.add_argument("--force", action="store_true", help="write over the input or a file of an export folder")
     p.set_defaults(func=cmd_functionize)
     p = sub.add_parser("strip-attributes", help="remove source_module/hierarchy_tags node attributes")
     p.add_argument("input")

@@ -231,3 +231,42 @@ def test_dynamic_batch_keeps_texts_and_images_apart(checkpoints, tmp_path):
     got = run_onnx(out / "model.onnx", feeds)[0]
     assert got.shape == want.shape == (3, 2)
     np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_no_command_writes_over_a_users_model(checkpoints, tmp_path, capsys):
+    """verify, extract, functionize and retag never write over what they were not asked to."""
+    seq2seq, out = tmp_path / "bart_onnx", tmp_path / "bert_onnx"
+    assert main(["export", str(checkpoints / "bart"), str(seq2seq), "--seq-len", "8"]) == 0
+    assert main(["export", str(checkpoints / "bert"), str(out), "--seq-len", "8"]) == 0
+    shipped = tmp_path / "shipped" / "q.onnx"  # a file of the user's, as a quantizer would write it
+    shipped.parent.mkdir()
+    shipped.write_bytes((out / "model.onnx").read_bytes())
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    before = {folder: _tree(folder) for folder in (seq2seq, out, shipped.parent, mine)}
+    capsys.readouterr()
+
+    assert main(["verify", str(checkpoints / "bart"), str(seq2seq)]) == 1
+    _one_error_line(capsys, "pass one of them", "encoder_model")
+    assert main(["verify", str(checkpoints / "bert"), str(mine), "--seq-len", "8"]) == 1
+    _one_error_line(capsys, "holds files but no model.onnx", "never exports over files")
+    assert main(["verify", str(checkpoints / "bert"), str(shipped), "--seq-len", "8"]) == 0  # verified as it is
+    capsys.readouterr()
+    for command in (
+        ["extract", str(out), "/BertModel/BertPooler", str(out / "model.onnx")],
+        ["functionize", str(out / "model.onnx"), str(out / "model.onnx")],
+        ["retag", str(shipped), "--from", str(out), "-o", str(shipped)],
+        ["extract", str(out), "/BertModel/BertPooler", str(out / "hierarchy.json")],
+    ):
+        assert main(command) == 1, command
+        _one_error_line(capsys, "--force")
+    assert {folder: _tree(folder) for folder in before} == before  # every byte as it was
+    # asked for with --force, it is written
+    assert main(["extract", str(out), "/BertModel/BertPooler", str(shipped), "--force"]) == 0
+    assert shipped.read_bytes() != before[shipped.parent]["q.onnx"]
