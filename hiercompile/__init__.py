@@ -40,6 +40,7 @@ _LAZY = types.MappingProxyType(
         "export": "._exporter",
         "PretrainedExport": "._exporter._pretrained",
         "export_pretrained": "._exporter._pretrained",
+        "verify_pretrained": "._exporter._pretrained",
         "HierarchyRetriever": "._tools._retrieve",
         "extract": "._tools._extract",
         "functionize": "._tools._functions",
@@ -57,7 +58,7 @@ _LAZY = types.MappingProxyType(
 
 if TYPE_CHECKING:
     from ._exporter import ExportResult, export
-    from ._exporter._pretrained import PretrainedExport, export_pretrained
+    from ._exporter._pretrained import PretrainedExport, export_pretrained, verify_pretrained
     from ._runtime._backend import backend
     from ._tools._extract import extract
     from ._tools._functions import functionize
@@ -106,6 +107,7 @@ __all__ = [
     "report",
     "retag",
     "verify",
+    "verify_pretrained",
 ]
 
 

@@ -328,68 +328,70 @@ def cmd_extract(ns: argparse.Namespace) -> None:
     )
 
 
-def _verify_target(given: str) -> tuple[Path, Path | None, bool]:
-    """What ``verify MODEL TARGET`` checks: (the model file, where verify.json goes or None,
-    whether to export first). An existing model is never written over: a ``.onnx`` file is
-    verified as it is; a folder with ``model.onnx`` is verified; a new or empty folder is
+def _verify_target(given: str) -> tuple[Path, bool]:
+    """What ``verify MODEL TARGET`` checks: (the folder or ``.onnx`` file, whether to export
+    into it first). An existing model is never written over: a ``.onnx`` file is verified as
+    it is; an export folder (a several-file one too) is verified; a new or empty folder is
     exported into first; any other folder is refused."""
-    from ._artifacts import MODEL_FILE, Output, check_not_top, read_manifest
+    from ._artifacts import MODEL_FILE, Output, read_manifest
 
     target = Path(given)
     if target.suffix == ".onnx":
         if not target.is_file():
             raise InputError(f"{target}: no such file; pass an .onnx file, an export folder, or a new folder")
-        exported_here = read_manifest(target.parent).get("model") == target.name
-        return target, target.parent if exported_here else None, False
+        return target, False
     if target.is_file():
         raise InputError(f"{target} is a file, not an .onnx model or a folder")
-    if target.is_dir():
-        check_not_top(target)
-    if (target / MODEL_FILE).is_file():
-        return target / MODEL_FILE, target, False
+    if (target / MODEL_FILE).is_file() or read_manifest(target).get("components"):
+        return target, False
     if target.is_dir() and any(target.iterdir()):
         raise InputError(
             f"{target} holds files but no {MODEL_FILE}; pass an export folder, an .onnx file, or a new folder "
             "to export into (verify never exports over files)"
         )
     Output(target).check()
-    return target / MODEL_FILE, target, True
+    return target, True
 
 
 def cmd_verify(ns: argparse.Namespace) -> None:
     from ._artifacts import VERIFY_FILE
 
-    path, results, export_first = _verify_target(ns.output)
+    target, export_first = _verify_target(ns.output)
     ref = resolve(ns.model)
-    check_sizes(ns.batch, ns.seq_len, ref.config)
-
-    with _collected_after_loading() as done:
-        from ._exporter import export
-        from ._exporter._models import example_inputs, load_model
-        from ._tools._verify import verify
-
-        loaded = load_model(ref)
-        done()
+    task = task_named(ns.task) if ns.task is not None else None
+    check_sizes(ns.batch, ns.seq_len, ref.config, extra=task.extra_positions() if task else None)
     console = _console()
-    kwargs = example_inputs(loaded.model, batch=ns.batch, seq_len=ns.seq_len)
-    if export_first:
-        console.print(f"{ns.output} is new: exporting {ns.model} into it first")
-        with _Progress() as progress:
-            export(loaded.model, (), ns.output, kwargs=kwargs, progress=progress)
-    report = verify(loaded.model, (), kwargs, path, output=results)
-    table = Table(title=f"PyTorch vs ONNX Runtime per module ({path})")
-    for column in ("module", "status", "max abs diff", "max rel diff"):
-        table.add_column(column)
-    for check in report.modules:
-        color = {"matched": "green", "diverged": "red"}.get(check.status, "yellow")
-        diffs = (f"{check.max_abs_diff:.2e}", f"{check.max_rel_diff:.2e}")
-        table.add_row(_indented(check.tag), f"[{color}]{check.status}[/{color}]", *diffs)
-    _console(stderr=False).print(table)
-    if results is not None:
-        console.print(f"wrote {results / VERIFY_FILE}")
-    if not report.ok:
-        raise VerifyFailed(report.summary())
-    console.print(report.summary())
+    with _collected_after_loading() as loaded:
+        from ._exporter._pretrained import export_pretrained, verify_pretrained
+
+        loaded()
+        if export_first:
+            console.print(f"{target} is new: exporting {ns.model} into it first")
+            with _Progress() as progress:
+                export_pretrained(ns.model, target, task=ns.task, batch=ns.batch, seq_len=ns.seq_len, progress=progress)
+        single = target if target.suffix == ".onnx" else None
+        reports = verify_pretrained(
+            ns.model, target.parent if single else target, task=ns.task, batch=ns.batch, seq_len=ns.seq_len,
+            single_file=single,
+        )  # fmt: skip
+    failed = []
+    for name, report in reports.items():
+        where = target if single or name == "model" else target / name
+        table = Table(title=f"PyTorch vs ONNX Runtime per module ({where})")
+        for column in ("module", "status", "max abs diff", "max rel diff"):
+            table.add_column(column)
+        for check in report.modules:
+            color = {"matched": "green", "diverged": "red", "not produced": "red"}.get(check.status, "yellow")
+            diffs = (f"{check.max_abs_diff:.2e}", f"{check.max_rel_diff:.2e}")
+            table.add_row(_indented(check.tag), f"[{color}]{check.status}[/{color}]", *diffs)
+        _console(stderr=False).print(table)
+        if not single:
+            console.print(f"wrote {where / VERIFY_FILE}")
+        console.print(f"{name}: {report.summary()}" if len(reports) > 1 else report.summary())
+        if not report.ok:
+            failed.append(f"{name}: {report.summary()}" if len(reports) > 1 else report.summary())
+    if failed:
+        raise VerifyFailed("; ".join(failed))
 
 
 def cmd_profile(ns: argparse.Namespace) -> None:
@@ -565,8 +567,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "output", help="an export folder, an .onnx file (verified as it is), or a new folder to export into first"
     )
-    p.add_argument("--seq-len", type=int, default=16)
-    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--seq-len", type=int, default=16, help="sequence length of the example inputs (default 16)")
+    p.add_argument("--batch", type=int, default=1, help="batch size of the example inputs (default 1)")
+    p.add_argument("--task", metavar="TASK", help="the task the folder was exported for (default: from the config)")
     p.set_defaults(func=cmd_verify)
     p = sub.add_parser("doctor", help="print the versions in use and the private names of them hiercompile uses")
     p.set_defaults(func=cmd_doctor)

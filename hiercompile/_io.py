@@ -80,13 +80,28 @@ def load_onnx(path: str | Path) -> ir.Model:
     }
     if external:
         model = ir.external_data.load_to_model(model)
+    _one_metadata_copy(model)
+    for graph in model.graphs():
+        for value in graph.initializers.values():
+            if value.name in external:
+                value.const_value.metadata_props.update(external[value.name])
+    return model
+
+
+def model_from_bytes(data: bytes) -> ir.Model:
+    """An ``ir.Model`` from a serialized model, ready to be saved again (see :func:`load_onnx`)."""
+    model = ir.from_proto(onnx.ModelProto.FromString(data))
+    _one_metadata_copy(model)
+    return model
+
+
+def _one_metadata_copy(model: ir.Model) -> None:
+    """onnx-ir 1.1 keeps a loaded initializer's metadata both in its proto and in the tensor,
+    and writes both on save: the proto's copy goes."""
     for graph in model.graphs():
         for value in graph.initializers.values():
             if isinstance(value.const_value, ir.TensorProtoTensor):
                 value.const_value.raw.ClearField("metadata_props")
-            if value.name in external:
-                value.const_value.metadata_props.update(external[value.name])
-    return model
 
 
 STAGE_PREFIX = ".hiercompile-"

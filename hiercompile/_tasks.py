@@ -8,7 +8,20 @@ Nothing here knows a model family: transformers' own auto mappings decide.
 
 from __future__ import annotations
 
-__all__ = ["CACHE_POSITIONS", "NEW_TOKENS", "TASKS", "Task", "infer_task", "supported_tasks", "task_named"]
+__all__ = [
+    "BATCH",
+    "CACHE_POSITIONS",
+    "ENCODER_SEQUENCE",
+    "NEW_TOKENS",
+    "PAST",
+    "SEQUENCE",
+    "TASKS",
+    "TOTAL",
+    "Task",
+    "infer_task",
+    "supported_tasks",
+    "task_named",
+]
 
 import dataclasses
 import types
@@ -34,6 +47,10 @@ class Task:
 
 
 NEW_TOKENS = 2  # tokens a with-past example feeds after its cache
+# the names of a generative export's dynamic axes, as optimum names them; a mask spans the
+# cache and the new tokens: TOTAL = PAST + SEQUENCE
+BATCH, SEQUENCE, PAST = "batch_size", "sequence_length", "past_sequence_length"
+ENCODER_SEQUENCE, TOTAL = "encoder_sequence_length", "total_sequence_length"
 # with a cache, a second example one longer (to tell the dynamic dims apart), then the new tokens
 CACHE_POSITIONS = 1 + NEW_TOKENS
 

@@ -252,8 +252,8 @@ def test_no_command_writes_over_a_users_model(checkpoints, tmp_path, capsys):
     before = {folder: _tree(folder) for folder in (seq2seq, out, shipped.parent, mine)}
     capsys.readouterr()
 
-    assert main(["verify", str(checkpoints / "bart"), str(seq2seq)]) == 1
-    _one_error_line(capsys, "pass one of them", "encoder_model")
+    assert main(["verify", str(checkpoints / "bart"), str(seq2seq), "--seq-len", "8"]) == 0  # each file
+    capsys.readouterr()
     assert main(["verify", str(checkpoints / "bert"), str(mine), "--seq-len", "8"]) == 1
     _one_error_line(capsys, "holds files but no model.onnx", "never exports over files")
     assert main(["verify", str(checkpoints / "bert"), str(shipped), "--seq-len", "8"]) == 0  # verified as it is
@@ -266,7 +266,42 @@ def test_no_command_writes_over_a_users_model(checkpoints, tmp_path, capsys):
     ):
         assert main(command) == 1, command
         _one_error_line(capsys, "--force")
-    assert {folder: _tree(folder) for folder in before} == before  # every byte as it was
+    after = {folder: _tree(folder) for folder in before}
+    for folder, files in before.items():  # every file as it was; verify added its results beside the models
+        changed = {name for name in files if after[folder][name] != files[name]}
+        assert changed <= {"manifest.json", *(f"{c}/manifest.json" for c in ("encoder_model", "decoder_model"))}, (
+            changed
+        )
+        added = set(after[folder]) - set(files)
+        assert all(name.endswith("verify.json") for name in added), added
     # asked for with --force, it is written
     assert main(["extract", str(out), "/BertModel/BertPooler", str(shipped), "--force"]) == 0
     assert shipped.read_bytes() != before[shipped.parent]["q.onnx"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["gpt2", "bart", "whisper"])
+def test_verify_and_profile_work_on_every_default_export(checkpoints, tmp_path, capsys, name):
+    """A decoder with its cache and each sequence-to-sequence file, checked against the PyTorch
+    entry point it came from; profile's default sizes fit them (the mask spans past + new tokens)."""
+    import json
+
+    from hiercompile._exporter._pretrained import verify_pretrained
+
+    out = tmp_path / "out"
+    assert main(["export", str(checkpoints / name), str(out), "--seq-len", "8"]) == 0
+    reports = verify_pretrained(str(checkpoints / name), out, seq_len=8)
+    assert len(reports) == (1 if name == "gpt2" else 3)
+    for part, report in reports.items():
+        statuses = {c.status for c in report.modules}
+        assert report.ok and not statuses & {"diverged", "not produced"}, (part, report.summary())
+        assert sum(c.status == "matched" for c in report.modules) >= len(report.modules) // 2, part
+        folder = out if part == "model" else out / part
+        written = json.loads((folder / "verify.json").read_text())
+        assert written["first_divergence"] is None and set(written["modules"]) == {c.tag for c in report.modules}
+        capsys.readouterr()
+        assert main(["profile", str(folder), "--runs", "2"]) == 0, capsys.readouterr().err
+        profiled = json.loads((folder / "profile.json").read_text())
+        assert profiled["kernels"] == sum(m["ops"] for m in profiled["modules"].values()) + len(
+            profiled.get("unattributed", [])
+        )

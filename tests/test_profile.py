@@ -116,3 +116,28 @@ def test_a_provider_onnxruntime_lacks_is_one_line(bert_export):
         pytest.skip("this onnxruntime has CUDA")
     with pytest.raises(hiercompile.ProfileError, match=r"offers no CUDAExecutionProvider .* onnxruntime-gpu"):
         hiercompile.profile(out, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+
+
+def test_a_model_tagged_in_part_profiles_its_untagged_kernels_in_their_own_row(tmp_path):
+    """What retag could not tag (or a tool added) is listed, never a traceback."""
+    import torch
+
+    from hiercompile._io import onnx_writer, write_files
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = torch.nn.Linear(8, 8)
+
+        def forward(self, x):
+            return torch.tanh(self.lin(x)) * 3
+
+    model = hiercompile.export(Net().eval(), (torch.randn(4, 8),)).model
+    (tanh,) = [n for n in model.graph if n.op_type == "Tanh"]
+    tanh.metadata_props.pop("hiercompile.tag")
+    write_files(tmp_path, {"m.onnx": onnx_writer(model)})
+    retriever = hiercompile.HierarchyRetriever(tmp_path / "m.onnx")
+    assert retriever.untagged == [tanh.name]
+    report = hiercompile.profile(tmp_path / "m.onnx", runs=2)
+    assert report.unattributed == [tanh.name]
+    assert report.kernels == sum(m.ops for m in report.modules) + len(report.unattributed)

@@ -19,6 +19,7 @@ FUNCTIONS = [
     "report",
     "retag",
     "verify",
+    "verify_pretrained",
 ]
 CLASSES = ["ExportResult", "HierarchyRetriever", "ModuleHierarchy", "PretrainedExport", "ProfileReport", "VerifyReport"]
 ERRORS = [

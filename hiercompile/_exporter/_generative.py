@@ -33,12 +33,9 @@ from torch.utils import _pytree as pytree
 
 from .._compat._transformers import register_caches
 from .._errors import InputError
-from .._tasks import NEW_TOKENS, Task
+from .._tasks import BATCH, ENCODER_SEQUENCE, NEW_TOKENS, PAST, SEQUENCE, TOTAL, Task
 from ._models import example_inputs
 from ._weights import meta_parameters
-
-BATCH, SEQUENCE, PAST = "batch_size", "sequence_length", "past_sequence_length"
-ENCODER_SEQUENCE, TOTAL = "encoder_sequence_length", "total_sequence_length"
 
 
 @dataclasses.dataclass

@@ -19,10 +19,10 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import onnx
 import onnx_ir as ir
 import torch
 
+from .._io import model_from_bytes
 from ._export import ExportResult, Progress
 
 logger = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ def _received(
         if progress:
             progress(step, None)
             progress(step, seconds)
-    value.model = ir.from_proto(onnx.ModelProto.FromString(value.model))
+    value.model = model_from_bytes(value.model)
     return value
 
 

@@ -3,8 +3,9 @@ files beside them, and optionally a validation against PyTorch (the CLI's ``expo
 
 from __future__ import annotations
 
-__all__ = ["PretrainedExport", "export_pretrained"]
+__all__ = ["PretrainedExport", "export_pretrained", "verify_pretrained"]
 
+import copy
 import dataclasses
 import shutil
 import warnings
@@ -12,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import onnx
 from torch import nn
 
 from .._artifacts import Output
@@ -26,6 +28,7 @@ from ._parallel import SEND_BYTES, export_parts
 from ._weights import checkpoint_bytes
 
 if TYPE_CHECKING:  # ONNX Runtime loads only to validate
+    from .._tools._verify import VerifyReport
     from ._validate import Validation
 
 STREAM_BYTES = 1 << 30  # a checkpoint this large or larger is streamed, not loaded, unless told otherwise
@@ -283,3 +286,67 @@ def _write(
         return out.write_run({**results["model"].files(out, **options), **beside})
     parts = {name: result.files(Output(out.directory / name), **options) for name, result in results.items()}
     return out.write_run(beside, components=parts)
+
+
+def verify_pretrained(
+    model: str,
+    folder: str | Path,
+    *,
+    task: str | None = None,
+    batch: int = 1,
+    seq_len: int = 16,
+    atol: float = 1e-4,
+    single_file: str | Path | None = None,
+) -> dict[str, VerifyReport]:
+    """Verify, module by module, each file an export of ``model`` for ``task`` wrote into
+    ``folder`` (``model.onnx``, or ``encoder_model/`` and the decoders), each against the
+    PyTorch entry point it was made from, on the example inputs the export makes: a decoder
+    with its cache gets a cache of ``seq_len`` and new tokens after it, flattened as the ONNX
+    inputs are. Each report goes into its file's folder as ``verify.json``.
+    ``single_file``: a one-file task's ``.onnx`` file to verify instead, as it is (no
+    ``verify.json`` is written beside a file that is not an export's).
+    """
+    from .._artifacts import MODEL_FILE, read_manifest
+    from .._tools._verify import verify
+    from ._validate import feeds_of
+
+    ref = resolve(model)
+    name = _checked_task(task, ref)
+    chosen = task_named(name)
+    check_sizes(batch, seq_len, ref.config, extra=chosen.extra_positions())
+    folder = Path(folder)
+    loaded = load_model(ref, task)
+    parts = components(loaded.model, chosen, batch=batch, seq_len=seq_len)
+    if single_file is not None and len(parts) > 1:
+        raise InputError(f"task {name} exports {len(parts)} files; pass the folder the export wrote them into")
+    files = {
+        p.name: Path(single_file)
+        if single_file is not None
+        else folder / MODEL_FILE
+        if p.name == "model"
+        else folder / p.name / MODEL_FILE
+        for p in parts
+    }
+    absent = [str(path) for path in files.values() if not path.is_file()]
+    if absent:
+        raise InputError(
+            f"task {name} makes {', '.join(files)}, and {', '.join(absent)} is missing; verify the folder an "
+            "export of this task wrote (pass --task as it was exported)"
+        )
+    reports = {}
+    for part in parts:
+        path = files[part.name]
+        writes = single_file is None or read_manifest(path.parent).get("model") == path.name
+        inputs = {value.name for value in onnx.load(str(path), load_external_data=False).graph.input}
+        feeds = feeds_of(part, inputs)
+        with entered(loaded.model, part.forward):
+            reports[part.name] = verify(
+                loaded.model,
+                (),
+                copy.deepcopy(part.kwargs),
+                path,
+                atol=atol,
+                output=path.parent if writes else None,
+                feeds=feeds,
+            )
+    return reports

@@ -25,8 +25,8 @@ from torch.utils import _pytree as pytree
 
 from .._errors import ValidationError
 from .._ort import session
-from .._tasks import Task
-from ._generative import PAST, Component, entered
+from .._tasks import PAST, Task
+from ._generative import Component, entered
 
 PAST_PREFIX, PRESENT_PREFIX = "past_key_values.", "present."
 
@@ -45,17 +45,17 @@ class Validation:
         return max(self.diffs.items(), key=lambda item: item[1])
 
 
-def feeds_of(component: Component, sess: ort.InferenceSession) -> dict[str, np.ndarray]:
-    """The component's example inputs by ONNX input name (cache tensors in torch's order)."""
+def feeds_of(component: Component, wanted: set[str]) -> dict[str, np.ndarray]:
+    """The component's example inputs by ONNX input name (cache tensors in torch's order), for
+    the ``wanted`` names: an input no op reads was left out of the file."""
     tensors = {k: v for k, v in component.kwargs.items() if not isinstance(v, bool | None)}
     leaves = pytree.tree_leaves(list(tensors.values()))
     names = component.input_names or list(tensors)
-    wanted = {i.name for i in sess.get_inputs()}  # an input no op reads was left out of the file
-    return {n: t.numpy() for n, t in zip(names, leaves, strict=True) if n in wanted}
+    return {n: t.numpy().copy() for n, t in zip(names, leaves, strict=True) if n in wanted}
 
 
 def _compare(model: nn.Module, component: Component, sess: ort.InferenceSession) -> dict[str, float]:
-    feeds = feeds_of(component, sess)
+    feeds = feeds_of(component, {i.name for i in sess.get_inputs()})
     with torch.no_grad(), entered(model, component.forward):
         want = model(**copy.deepcopy(component.kwargs))  # the model updates a given cache in place
     leaves = [t for t in pytree.tree_leaves(dict(want)) if isinstance(t, torch.Tensor)]
@@ -160,7 +160,7 @@ def validate(
     result = Validation(diffs, atol)
     if task.with_past:
         first = parts[0]
-        inputs = feeds_of(first, sessions[first.name])
+        inputs = feeds_of(first, {i.name for i in sessions[first.name].get_inputs()})
         inputs = {k: v for k, v in inputs.items() if not k.startswith(PAST_PREFIX)}
         if task.layout == "decoder":
             inputs = {"input_ids": inputs["input_ids"]}

@@ -17,6 +17,7 @@ from .. import _ort
 from .._artifacts import PROFILE_FILE, write_result
 from .._errors import InputError, ProfileError, first_line
 from .._io import onnx_writer
+from .._tasks import PAST, SEQUENCE, TOTAL
 from ..passes import RetagPass, get_tags
 from ._retrieve import HierarchyRetriever, ModelSource, model_file
 
@@ -77,8 +78,11 @@ class ProfileReport:
 
 
 def _feeds(session: ort.InferenceSession, dims: dict[str, int], default_dim: int) -> dict[str, np.ndarray]:
-    """Inputs for every graph input: symbolic dims from ``dims`` (else ``default_dim``); ints are ones."""
+    """Inputs for every graph input: symbolic dims from ``dims`` (else ``default_dim``), but for
+    a generative export's mask length, which spans the cache and the new tokens (past +
+    sequence) unless given; ints are ones."""
     rng = np.random.default_rng(0)
+    dims = {TOTAL: dims.get(PAST, default_dim) + dims.get(SEQUENCE, default_dim), **dims}
     feeds = {}
     for arg in session.get_inputs():
         shape = [d if isinstance(d, int) else dims.get(str(d), default_dim) for d in arg.shape]
@@ -113,7 +117,8 @@ def profile(
     kernel counts for the innermost module holding what it fused. A kernel no evidence
     ties to a module is counted as unattributed, its own row.
     Without ``feeds``, inputs are generated: symbolic dims from ``dims`` (by name,
-    else ``default_dim``), integer inputs all ones, floats standard normal.
+    else ``default_dim``; ``total_sequence_length`` is past + sequence length), integer
+    inputs all ones, floats standard normal.
     ``output``: write ``profile.json`` there (a folder, or a ``.json`` path), stamped with
     the model file's hash. ``providers``: ONNX Runtime's execution providers, in order
     (default: the CPU's; ``["CUDAExecutionProvider", "CPUExecutionProvider"]`` times the

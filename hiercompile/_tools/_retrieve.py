@@ -31,8 +31,9 @@ def load_tagged(source: ModelSource) -> ir.Model:
         model = load_file(Path(source))
     if HIERARCHY_KEY not in model.metadata_props:
         raise NotTaggedError(
-            "the model has no hiercompile metadata: it was not exported by hiercompile; "
-            "export the PyTorch model with `hiercompile export` or hiercompile.export()"
+            "the model has no hiercompile metadata: it was not exported by hiercompile; export the PyTorch model "
+            "with `hiercompile export`, or, for what a tool made of an export, run "
+            "`hiercompile retag MODEL --from EXPORT` (profile takes --from)"
         )
     return model
 
@@ -90,7 +91,14 @@ class HierarchyRetriever:
         self.hierarchy: dict[str, dict] = json.loads(self.model.metadata_props[HIERARCHY_KEY])
         self.graph: nx.DiGraph = _derive.data_flow_graph(self.model.graph)
         # every op, in subgraphs too (docs/tags.md), in graph order: name -> (op type, primary tag)
-        self._ops = {node.name: (node.op_type, get_tags(node)[0]) for node, _ in _derive.ops(self.model.graph)}
+        self._ops: dict[str, tuple[str, str]] = {}
+        self.untagged: list[str] = []  # nodes no tag reached (a tool's output retagged in part), named or not
+        for node, _ in _derive.ops(self.model.graph):
+            tags = get_tags(node)
+            if tags:
+                self._ops[node.name] = (node.op_type, tags[0])
+            else:
+                self.untagged.append(node.name or f"<unnamed {node.op_type}>")
         self._own: dict[str, list[str]] = {tag: [] for tag in self.hierarchy}
         for name, (_, tag) in self._ops.items():
             self._own.setdefault(tag, []).append(name)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -12,6 +12,7 @@ import onnx_ir as ir
 import onnx_ir.passes.common as common_passes
 import torch
 from torch import nn
+from torch.utils import _pytree as pytree
 
 from .. import _ort
 from .._artifacts import VERIFY_FILE, write_result
@@ -204,6 +205,7 @@ def verify(
     rtol: float = 1e-4,
     training: bool = False,
     output: str | Path | None = None,
+    feeds: Mapping[str, np.ndarray] | None = None,
 ) -> VerifyReport:
     """Compare every kept module's PyTorch outputs with the values its tagged ONNX ops produce.
 
@@ -214,7 +216,8 @@ def verify(
     Without ``onnx_model`` the model is exported first. PyTorch runs in eval mode unless
     ``training`` (as :func:`hiercompile.export` captures). ``output``: write ``verify.json``
     there (a folder, or a ``.json`` path), stamped with the ONNX file's hash (``onnx_model``
-    must then be a path).
+    must then be a path). The ONNX model runs on the example inputs flattened as torch
+    flattens them (a cache into its tensors), or on ``feeds``, its inputs by name.
     """
     kwargs = dict(kwargs or {})
     check_inputs(model, args, kwargs)
@@ -224,7 +227,7 @@ def verify(
             "pass the .onnx file (or its export folder) the model was saved to"
         )
     with capture_mode(model, training):
-        report = _verify(model, args, kwargs, onnx_model, keep, atol, rtol)
+        report = _verify(model, args, kwargs, onnx_model, keep, atol, rtol, feeds)
     if output is not None:
         output = Path(output)
         path = output / VERIFY_FILE if output.suffix != ".json" else output
@@ -241,6 +244,7 @@ def _verify(
     keep: KeepPredicate | None,
     atol: float,
     rtol: float,
+    feeds: Mapping[str, np.ndarray] | None,
 ) -> VerifyReport:
     if onnx_model is None:
         from .._exporter import export
@@ -254,16 +258,19 @@ def _verify(
             f"the ONNX model's modules differ from the PyTorch model's ({sorted(missing)[:3]}); "
             "verify the model the file was exported from, with the same keep predicate"
         )
-    expected, finished = _capture_outputs(model, args, kwargs, hierarchy)
-    flat_inputs = _tensors(list(args)) + _tensors(kwargs)
     graph_inputs = [v.name for v in retriever.model.graph.inputs]
-    if len(flat_inputs) != len(graph_inputs):
-        raise VerifyError(
-            f"the ONNX model takes {len(graph_inputs)} inputs but the example inputs hold {len(flat_inputs)} "
-            "tensors; pass the inputs the model was exported with"
-        )
-    feeds = {name: t.detach().cpu().numpy() for name, t in zip(graph_inputs, flat_inputs, strict=True)}
-    values = _run_exposing_values(retriever.model, feeds)
+    if feeds is None:  # before PyTorch runs: a model may update a cache it was given in place
+        flat = [t for t in pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
+        if len(flat) != len(graph_inputs):
+            raise VerifyError(
+                f"the ONNX model takes {len(graph_inputs)} inputs but the example inputs hold {len(flat)} "
+                "tensors; pass the inputs the model was exported with"
+            )
+        feeds = {name: t.detach().cpu().numpy().copy() for name, t in zip(graph_inputs, flat, strict=True)}
+    elif missing_feeds := sorted(set(graph_inputs) - set(feeds)):
+        raise VerifyError(f"feeds has no {', '.join(missing_feeds)}, which the ONNX model takes")
+    expected, finished = _capture_outputs(model, args, kwargs, hierarchy)
+    values = _run_exposing_values(retriever.model, {k: v for k, v in feeds.items() if k in graph_inputs})
     initializers = retriever.model.graph.initializers
     for name, value in initializers.items():  # folded constants: a module's output may have become one
         if value.const_value is not None and name not in values:
