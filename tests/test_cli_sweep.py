@@ -269,9 +269,7 @@ def test_no_command_writes_over_a_users_model(checkpoints, tmp_path, capsys):
     after = {folder: _tree(folder) for folder in before}
     for folder, files in before.items():  # every file as it was; verify added its results beside the models
         changed = {name for name in files if after[folder][name] != files[name]}
-        assert changed <= {"manifest.json", *(f"{c}/manifest.json" for c in ("encoder_model", "decoder_model"))}, (
-            changed
-        )
+        assert all(name.endswith("manifest.json") for name in changed), changed  # it now lists verify.json
         added = set(after[folder]) - set(files)
         assert all(name.endswith("verify.json") for name in added), added
     # asked for with --force, it is written
@@ -295,7 +293,9 @@ def test_verify_and_profile_work_on_every_default_export(checkpoints, tmp_path, 
     for part, report in reports.items():
         statuses = {c.status for c in report.modules}
         assert report.ok and not statuses & {"diverged", "not produced"}, (part, report.summary())
-        assert sum(c.status == "matched" for c in report.modules) >= len(report.modules) // 2, part
+        # a file runs part of the model (the encoder alone): the modules it runs match
+        ran = [c for c in report.modules if c.status != "no tensor output"]
+        assert sum(c.status == "matched" for c in ran) >= max(3, len(ran) // 2), (part, report.modules)
         folder = out if part == "model" else out / part
         written = json.loads((folder / "verify.json").read_text())
         assert written["first_divergence"] is None and set(written["modules"]) == {c.tag for c in report.modules}
