@@ -112,7 +112,7 @@ def test_export_decomposes_by_op_and_matches_pytorch(monkeypatch):
         got = run_ir(result.model, {"x": x.numpy(), "mask": mask.numpy()})[0]
         np.testing.assert_allclose(got, want, atol=1e-5)
     by_op = hiercompile.export(Mixed().eval(), INPUTS, dynamic_shapes=shapes)
-    monkeypatch.setattr(lower_module, "_decomposed_by_op", lambda program, lowering: False)
+    monkeypatch.setattr(lower_module, "_decomposed_by_op", lambda program, tables, size_oblivious: False)
     whole_trace = hiercompile.export(Mixed().eval(), INPUTS, dynamic_shapes=shapes)
     assert _kinds(by_op) == _kinds(whole_trace)  # the same nodes, with the same tags (values named apart)
     assert _kinds(by_op)["/gate/And_0"] == ("And", ["/Mixed/Gate"])

@@ -17,6 +17,7 @@ from unittest import mock
 import torch
 import torch.fx.traceback as fx_traceback
 from torch import nn
+from torch.utils import _pytree as pytree
 
 from .._compat._torch import rnn_while_loops, size_oblivious
 from .._compat._transformers import register_caches
@@ -65,22 +66,32 @@ class Captured:
 
 def _export(strict: bool) -> Callable:
     def run(model: nn.Module, args: tuple, kwargs: dict, dynamic_shapes: Any) -> torch.export.ExportedProgram:
-        # non-strict: a dynamic dim whose example is 1 stays dynamic, as under torch.onnx.export
-        with contextlib.nullcontext() if strict or dynamic_shapes is None else size_oblivious():
-            return torch.export.export(model, args, kwargs, dynamic_shapes=dynamic_shapes, strict=strict)
+        return torch.export.export(model, args, kwargs, dynamic_shapes=dynamic_shapes, strict=strict)
 
     return run
+
+
+def _size_oblivious(model: nn.Module, args: tuple, kwargs: dict, dynamic_shapes: Any) -> torch.export.ExportedProgram:
+    """Non-strict export where a dynamic dim whose example is 0 or 1 stays dynamic, as
+    torch.onnx.export captures (batch 1 in the example, a dynamic batch asked for)."""
+    sizes = [d for t in pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor) for d in t.shape]
+    if dynamic_shapes is None or min(sizes, default=2) > 1:
+        raise CaptureError("no dynamic dim has an example of size 0 or 1")  # nothing for this strategy to do
+    with size_oblivious():
+        return torch.export.export(model, args, kwargs, dynamic_shapes=dynamic_shapes, strict=False)
 
 
 def _draft(model: nn.Module, args: tuple, kwargs: dict, dynamic_shapes: Any) -> torch.export.ExportedProgram:
     return torch.export.draft_export(model, args, kwargs, dynamic_shapes=dynamic_shapes)
 
 
+SIZE_OBLIVIOUS = "non-strict, size-oblivious"
 # tried in order, as torch.onnx.export does: non-strict traces the real Python code (every
 # module call is on the ops' nn_module_stack); strict traces with dynamo; draft export
 # specializes what the others cannot decide (a branch on a tensor's value) to the example
 STRATEGIES: tuple[tuple[str, Callable], ...] = (
     ("non-strict", _export(strict=False)),
+    (SIZE_OBLIVIOUS, _size_oblivious),
     ("strict", _export(strict=True)),
     ("draft", _draft),
 )
@@ -194,7 +205,8 @@ def capture(
     Rules:
 
     1. The strategies of :data:`STRATEGIES` are tried in order; the first program is kept
-       and the result says which strategy made it.
+       and the result says which strategy made it. The size-oblivious one applies only with
+       dynamic shapes and an example size of 0 or 1.
     2. When torch rejects the dynamic shapes and suggests fixes, the same strategy runs
        again with the fixes applied.
     3. A program from draft export is unsound where torch had to specialize: a warning

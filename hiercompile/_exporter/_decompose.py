@@ -13,6 +13,7 @@ from __future__ import annotations
 
 __all__ = ["decompose_ops"]
 
+import contextlib
 import logging
 import operator
 from collections.abc import Callable, Collection, Mapping
@@ -23,7 +24,7 @@ from torch._dispatch.python import enable_python_dispatcher
 from torch.fx.experimental.proxy_tensor import make_fx
 from torch.utils import _pytree as pytree
 
-from .._compat._torch import size_oblivious
+from .._compat._torch import size_oblivious as oblivious
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,8 @@ def decompose_ops(
     program: torch.export.ExportedProgram,
     table: Mapping[torch._ops.OperatorBase, Callable],
     translated: Collection[torch._ops.OperatorBase],
+    *,
+    size_oblivious: bool = False,
 ) -> str | None:
     """Replace, in place, each op of ``program`` that is not ``translated`` by the ops its
     decomposition runs; None when done, else why it cannot be done.
@@ -64,7 +67,8 @@ def decompose_ops(
        (:func:`_functionalize`). Any other write is left to torch's trace.
     3. Each other op is traced alone (``make_fx`` with ``table`` and torch's composite
        decompositions), on the fake values the capture recorded for its inputs and in the
-       program's shape environment. Its ops replace it, each with its own values and the
+       program's shape environment (size-oblivious, as its capture was, with
+       ``size_oblivious``). Its ops replace it, each with its own values and the
        replaced op's other metadata: module stack, tags, source lines.
     4. An op whose trace is that op again (it has no decomposition) stays, for the
        lowering's remedies.
@@ -111,7 +115,8 @@ def decompose_ops(
     guards = len(fake_mode.shape_env.guards)
     traces = []
     seen: dict[tuple, torch.fx.GraphModule | None] = {}
-    with fake_mode, size_oblivious():  # a dynamic size of 1 in the example stays dynamic, as in the capture
+    # a program captured so that sizes of 0 or 1 stay dynamic is decomposed so too
+    with fake_mode, oblivious() if size_oblivious else contextlib.nullcontext():
         for node in todo:
             trace = _trace(node, table, seen)
             if isinstance(trace, str):

@@ -32,7 +32,7 @@ from ..passes import (
 )
 from . import _derive
 from ._arguments import output_names_of, read_arguments
-from ._capture import capture, capture_mode, check_inputs
+from ._capture import SIZE_OBLIVIOUS, capture, capture_mode, check_inputs
 from ._carry import carry
 from ._lower import Lowering, lower
 from ._weights import meta_parameters, meta_values, on_meta
@@ -276,6 +276,8 @@ def export(
             captured = capture(model, *inputs, arguments.dynamic_shapes, stack_traces=stack_traces)
         if values is not None:
             lowering = dataclasses.replace(lowering, weights={**buffers, **values})
+        if captured.strategy == SIZE_OBLIVIOUS:
+            lowering = dataclasses.replace(lowering, size_oblivious=True)
         program, strategy = captured.program, captured.strategy
         hierarchy = ModuleHierarchy(model, keep)
     own = output_names_of(program.call_spec.out_spec)  # the user's names first, the model's for the rest

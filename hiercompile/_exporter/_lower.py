@@ -63,6 +63,7 @@ class Lowering:
     custom_translation_table: Mapping[Callable, Callable] | None = None
     axis_names: Any = None  # dynamic shapes that name axes (see _arguments.name_axes)
     weights: Mapping[str, ir.TensorProtocol] | None = None  # values of what was captured on the meta device
+    size_oblivious: bool = False  # captured so that sizes of 0 or 1 stay dynamic: decomposed so too
 
 
 def lower(
@@ -92,7 +93,7 @@ def lower(
     lowering = lowering or Lowering()
     remedies = {"views", "custom ops"}
     tables, opset = _tables(lowering)
-    decomposed = _decomposed_by_op(program, tables)
+    decomposed = _decomposed_by_op(program, tables, lowering.size_oblivious)
     while True:
         try:
             onnx_program = _translate(program, tables, opset, decomposed)
@@ -105,7 +106,7 @@ def lower(
             elif "custom ops" in remedies and (ops := _custom_ops(program, lowering)):
                 remedies.discard("custom ops")  # rule 2
                 program = _decompose(program, ops)
-                decomposed = _decomposed_by_op(program, tables)  # the ops of their implementations
+                decomposed = _decomposed_by_op(program, tables, lowering.size_oblivious)  # their implementations' ops
             else:
                 raise LowerError(f"lower step (torch.onnx dynamo exporter) failed: {_describe(e)}") from e
     reached = onnx_program.model.opset_imports.get("")
@@ -192,9 +193,9 @@ def _tables(lowering: Lowering) -> tuple[Tables, int]:
     return Tables.of(registry), opset
 
 
-def _decomposed_by_op(program: torch.export.ExportedProgram, tables: Tables) -> bool:
+def _decomposed_by_op(program: torch.export.ExportedProgram, tables: Tables, size_oblivious: bool) -> bool:
     """Whether the ops of ``program`` without a translation could be decomposed one at a time."""
-    why_not = decompose_ops(program, tables.decompositions, tables.translated)
+    why_not = decompose_ops(program, tables.decompositions, tables.translated, size_oblivious=size_oblivious)
     if why_not:
         logger.info("lower: %s; torch's exporter decomposes the whole program", why_not)
     return why_not is None

@@ -80,14 +80,17 @@ class VerifyReport:
         }
 
 
-def _tensors(obj: Any) -> list[torch.Tensor]:
-    """Tensors of a module's output, in order (tensors, tuples, lists, dicts, ModelOutput)."""
+def _tensors(obj: Any, attributes: bool = False) -> list[torch.Tensor]:
+    """Tensors of a module's output, in order (tensors, tuples, lists, dicts, ModelOutput); with
+    ``attributes``, also those held in other objects' attributes (a cache)."""
     if isinstance(obj, torch.Tensor):
         return [obj]
     if isinstance(obj, dict):
-        return [t for v in obj.values() for t in _tensors(v)]
+        return [t for v in obj.values() for t in _tensors(v, attributes)]
     if isinstance(obj, list | tuple):
-        return [t for v in obj for t in _tensors(v)]
+        return [t for v in obj for t in _tensors(v, attributes)]
+    if attributes and hasattr(obj, "__dict__") and not isinstance(obj, type | nn.Module):
+        return _tensors(vars(obj), attributes)
     return []
 
 
@@ -98,19 +101,6 @@ class Output(NamedTuple):
     tensor: np.ndarray
     passthrough: bool
     used: bool = True
-
-
-def _leaves(obj: Any) -> list[torch.Tensor]:
-    """Every tensor in a model's output, including those held in objects' attributes (a cache)."""
-    if isinstance(obj, torch.Tensor):
-        return [obj]
-    if isinstance(obj, dict):
-        return [t for v in obj.values() for t in _leaves(v)]
-    if isinstance(obj, list | tuple):
-        return [t for v in obj for t in _leaves(v)]
-    if hasattr(obj, "__dict__") and not isinstance(obj, type | nn.Module):
-        return _leaves(vars(obj))
-    return []
 
 
 def _used(roots: list[torch.Tensor]) -> Callable[[torch.Tensor], bool]:
@@ -152,7 +142,7 @@ def _capture_outputs(
         try:
             with torch.enable_grad():  # the autograd graph tells what the outputs were computed from
                 result = model(*args, **kwargs)
-            used = _used(_leaves(result))
+            used = _used(_tensors(result, attributes=True))
         except Exception:  # torch.cond compiles its branches to run under autograd, and cannot with hooks
             returned.clear()
             finished.clear()
