@@ -193,7 +193,7 @@ def _tables(lowering: Lowering) -> tuple[Tables, int]:
     return Tables.of(registry), opset
 
 
-def _decomposed_by_op(program: torch.export.ExportedProgram, tables: Tables, size_oblivious: bool) -> bool:
+def _decomposed_by_op(program: torch.export.ExportedProgram, tables: Tables, size_oblivious: bool = False) -> bool:
     """Whether the ops of ``program`` without a translation could be decomposed one at a time."""
     why_not = decompose_ops(program, tables.decompositions, tables.translated, size_oblivious=size_oblivious)
     if why_not:
