@@ -44,6 +44,14 @@ PRIVATE_NAMES = (
         "torch specializes such a size and the capture reports the conflict",
     ),
     PrivateName(
+        "torch",
+        "torch.utils._pytree",
+        "tree_leaves",
+        "example inputs flattened as torch.export flattens them (a cache into its tensors)",
+        "2.11 to 2.15",
+        "no public equivalent: verify and capture fail",
+    ),
+    PrivateName(
         "transformers",
         "transformers.exporters.exporter_dynamo",
         "register_cache_pytrees_for_model",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["rnn_while_loops", "size_oblivious"]
+__all__ = ["rnn_while_loops", "size_oblivious", "tree_leaves"]
 
 import contextlib
 import logging
@@ -47,3 +47,15 @@ def size_oblivious() -> contextlib.AbstractContextManager:
         logger.debug("torch.fx.experimental._config.backed_size_oblivious is missing: 0/1 sizes specialize")
         return contextlib.nullcontext()
     return _config.patch(backed_size_oblivious=True)
+
+
+def tree_leaves(tree: object) -> list:
+    """The leaves of ``tree`` as torch flattens example inputs and outputs (a registered cache
+    into its tensors): the order of an exported model's inputs.
+
+    Private: ``torch.utils._pytree.tree_leaves``, checked on torch 2.11 to 2.15. torch has no
+    public pytree module; it is what ``torch.export`` itself flattens with.
+    """
+    from torch.utils import _pytree
+
+    return _pytree.tree_leaves(tree)

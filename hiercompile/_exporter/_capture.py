@@ -17,9 +17,8 @@ from unittest import mock
 import torch
 import torch.fx.traceback as fx_traceback
 from torch import nn
-from torch.utils import _pytree as pytree
 
-from .._compat._torch import rnn_while_loops, size_oblivious
+from .._compat._torch import rnn_while_loops, size_oblivious, tree_leaves
 from .._compat._transformers import register_caches
 from .._errors import CaptureError, CaptureWarning, InputError, UnusedInputWarning, first_line
 from .._logs import quiet_loggers
@@ -74,7 +73,7 @@ def _export(strict: bool) -> Callable:
 def _size_oblivious(model: nn.Module, args: tuple, kwargs: dict, dynamic_shapes: Any) -> torch.export.ExportedProgram:
     """Non-strict export where a dynamic dim whose example is 0 or 1 stays dynamic, as
     torch.onnx.export captures (batch 1 in the example, a dynamic batch asked for)."""
-    sizes = [d for t in pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor) for d in t.shape]
+    sizes = [d for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor) for d in t.shape]
     if dynamic_shapes is None or min(sizes, default=2) > 1:
         raise CaptureError("no dynamic dim has an example of size 0 or 1")  # nothing for this strategy to do
     with size_oblivious():

@@ -12,10 +12,10 @@ import onnx_ir as ir
 import onnx_ir.passes.common as common_passes
 import torch
 from torch import nn
-from torch.utils import _pytree as pytree
 
 from .. import _ort
 from .._artifacts import VERIFY_FILE, write_result
+from .._compat._torch import tree_leaves
 from .._errors import InputError, VerifyError
 from .._exporter._capture import capture_mode, check_inputs
 from ..passes import KeepPredicate, ModuleHierarchy
@@ -250,7 +250,7 @@ def _verify(
         )
     graph_inputs = [v.name for v in retriever.model.graph.inputs]
     if feeds is None:  # before PyTorch runs: a model may update a cache it was given in place
-        flat = [t for t in pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
+        flat = [t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
         if len(flat) != len(graph_inputs):
             raise VerifyError(
                 f"the ONNX model takes {len(graph_inputs)} inputs but the example inputs hold {len(flat)} "
