@@ -20,6 +20,7 @@ import onnx_ir as ir
 from ._retag_graph import SourceIndex
 from ._retag_rules import Matcher
 from .functionize import FUNCTION_DOMAIN, InlineFunctionsPass
+from .namespace import NAMESPACE_KEY, NamespacePass
 from .tags import (
     CLASS_KEY,
     HIERARCHY_KEY,
@@ -36,8 +37,8 @@ logger = logging.getLogger(__name__)
 class RetagResult(ir.passes.PassResult):
     """How each node of the transformed model got its tags, and which got none.
 
-    ``evidence``: rule -> number of nodes tagged by it; ``unmapped``: node name ->
-    ``(op type, reason)`` for every node left untagged (nothing is guessed);
+    ``evidence``: rule -> number of nodes tagged by it; ``unmapped``: node name (``<OpType #k>``
+    for an unnamed one) -> ``(op type, reason)`` for every node left untagged (nothing is guessed);
     ``matches``: node name -> the source node's name, for the nodes that are one.
     """
 
@@ -106,11 +107,12 @@ class RetagPass(ir.passes.InPlacePass):
        around an op takes the innermost module of the ops it feeds once all are tagged,
        or, feeding none (a graph output, through more helpers), of the ops that feed it.
     9. Nothing else is guessed: a node no rule reaches stays untagged and is listed in
-       the result with its op and why. Nodes inside control-flow branches are matched
-       like the others.
+       the result with its op and why, each node its own entry (an unnamed one as
+       ``<OpType #k>``). Nodes inside control-flow branches are matched like the others.
     10. An initializer keeps the tags of the source initializer of its name; else it gets
         the sorted tags of its consumers; else the root's. The hierarchy and version
-        metadata are copied.
+        metadata are copied, and where the source grouped its nodes by module for viewers
+        (``namespace``, :class:`NamespacePass`), the retagged nodes are grouped so too.
     11. ``source`` may be the functions form: the main graph is matched against it inlined,
         and the bodies of the functions a tool kept as functions keep their relative tags,
         or get those of the source body's node of the same name and op.
@@ -137,14 +139,24 @@ class RetagPass(ir.passes.InPlacePass):
                 node_tags, rule = matcher.tags[node]
                 set_node_tags(node, node_tags)
                 result.evidence[rule] += 1
-            else:
-                result.unmapped[node.name] = (node.op_type, "no name, value or structure ties it to the tagged model")
+            else:  # every node its own entry: an unnamed one (or one of a repeated name) by its place
+                key = (
+                    node.name
+                    if node.name and node.name not in result.unmapped
+                    else f"<{node.op_type} #{len(result.unmapped)}>"
+                )
+                result.unmapped[key] = (node.op_type, "no name, value or structure ties it to the tagged model")
         hierarchy = json.loads(self.source.metadata_props.get(HIERARCHY_KEY, "{}"))
         root = next((tag for tag, entry in hierarchy.items() if entry.get("parent") is None), "/")
         matcher.tag_initializers(root)
         for key in (HIERARCHY_KEY, VERSION_KEY):
             if key in self.source.metadata_props:
                 model.metadata_props[key] = self.source.metadata_props[key]
+        if any(  # the source grouped its nodes by module for viewers: so is its retag
+            n.metadata_props.get(NAMESPACE_KEY) == n.metadata_props.get(TAG_KEY, "").lstrip("/") != ""
+            for n in flat.graph.all_nodes()
+        ):
+            NamespacePass()(model)
         logger.info(
             "retagged %d of %d nodes: %s", result.total - len(result.unmapped), result.total, dict(result.evidence)
         )

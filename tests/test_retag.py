@@ -403,3 +403,43 @@ def test_retag_command(exports, tmp_path, capsys):
     assert profile.unattributed == [] and sum(m.ops for m in profile.modules) == profile.kernels
     assert main(["retag", str(transformed), "--from", str(tmp_path / "nowhere")]) == 1
     assert "no such file" in capsys.readouterr().err
+
+
+def test_every_untagged_node_is_its_own_entry_named_or_not():
+    source = tagged_source()
+    target = ir.from_onnx_text("""
+<ir_version: 10, opset_import: ["" : 20]>
+g (float[2,4] x, float[3] p, float[3] q) => (float[2,4] y, float[3] r, float[3] s)
+    <float[4] w = {1,2,3,4}, float[4] b = {1,1,1,1}> {
+    sa = Add(x, w)
+    sm = Mul(sa, b)
+    y = Relu(sm)
+    r = Sub(p, q)
+    s = Div(p, q)
+}
+""")
+    for node in target.graph:
+        node.name = {"Add": "/a/Add_0", "Mul": "/b/Mul_0", "Relu": "/Relu_0"}.get(node.op_type, "")
+    result = RetagPass(source)(target)
+    assert sorted(op for op, _ in result.unmapped.values()) == ["Div", "Sub"]  # two entries, not one ""
+    assert all(name.startswith("<") for name in result.unmapped)
+    assert result.coverage == 3 / 5
+
+
+def test_a_source_grouped_by_module_gives_its_retag_the_same_groups():
+    from hiercompile.passes import NamespacePass
+
+    source = tagged_source()
+    NamespacePass()(source)
+    target = ir.from_onnx_text(SOURCE)
+    for node in target.graph:
+        node.name = NAMES[node.op_type][0]
+    RetagPass(source)(target)
+    assert {n.op_type: n.metadata_props.get("namespace") for n in target.graph} == {
+        "Add": "M/A",
+        "Mul": "M/B",
+        "Relu": "M",
+    }
+    plain = ir.from_onnx_text(SOURCE)
+    RetagPass(tagged_source())(plain)  # a source without groups: none added
+    assert not any("namespace" in n.metadata_props for n in plain.graph)
