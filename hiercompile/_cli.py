@@ -243,13 +243,14 @@ def _file_output(path: str, source: str | None = None, force: bool = False) -> P
     unless ``force``, the command's own input and a file of an export folder (its manifest
     lists it: writing over it leaves the folder describing another model)."""
     from ._artifacts import read_manifest
+    from ._tools._retrieve import model_file
 
     out = Path(path)
     if out.is_dir():
         raise InputError(f"{out} is a folder; pass the path of the .onnx file to write, e.g. {out / 'module.onnx'}")
     if force or not out.exists():
         return out
-    if source is not None and Path(source).exists() and out.resolve() == _model_path(Path(source)).resolve():
+    if source is not None and Path(source).exists() and out.resolve() == model_file(Path(source)).resolve():
         raise InputError(f"{out} is this command's input; write to another path (or pass --force to replace it)")
     if out.name in read_manifest(out.parent).get("files", []):
         raise InputError(
@@ -257,12 +258,6 @@ def _file_output(path: str, source: str | None = None, force: bool = False) -> P
             "write to another path (or pass --force to replace it)"
         )
     return out
-
-
-def _model_path(path: Path) -> Path:
-    from ._artifacts import MODEL_FILE
-
-    return path / MODEL_FILE if path.is_dir() else path
 
 
 def cmd_functionize(ns: argparse.Namespace) -> None:
