@@ -242,11 +242,18 @@ def _export_job(job: _PartJob) -> ExportResult:
 
 
 def _checked_jobs(jobs: int, loaded: LoadedModel, parts: list[Component]) -> int:
-    """``jobs``, or 1 with a warning where processes cannot help: weights over
+    """``jobs``, or 1 with a warning where processes cannot help: one file, or weights over
     :data:`._parallel.SEND_BYTES` (each process would send back a copy)."""
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise InputError(f"jobs must be a whole number of processes, 1 or more, got {jobs!r}")
-    if jobs == 1 or len(parts) == 1:
+    if jobs == 1:
+        return 1
+    if len(parts) == 1:
+        warnings.warn(
+            f"--jobs {jobs}: the task writes one file, so there is nothing to export side by side",
+            OptionWarning,
+            stacklevel=3,
+        )
         return 1
     size = sum(t.numel() * t.element_size() for t in (*loaded.model.parameters(), *loaded.model.buffers()))
     if loaded.weights is None and size > SEND_BYTES:
