@@ -2,7 +2,7 @@
 
 ONNX Runtime's graph optimizer (saved optimized model, three levels), its transformer
 optimizer, dynamic and static quantization, the shape-inference pre-processing,
-onnxslim, onnxsim, the opset converter and onnxscript's optimizer. Used by
+onnxslim, onnxsim, float16 conversion, the opset converter and onnxscript's optimizer. Used by
 ``benchmarks/retag.py`` (the table in docs/deployment.md) and ``tests/test_retag.py``.
 """
 
@@ -94,6 +94,12 @@ def _onnxsim(src: Path, dst: Path) -> None:
     onnx.save(simplified, str(dst))
 
 
+def _float16(src: Path, dst: Path) -> None:
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    onnx.save(convert_float_to_float16(onnx.load(str(src)), keep_io_types=True), str(dst))
+
+
 def _version_converter(src: Path, dst: Path) -> None:
     onnx.save(onnx.version_converter.convert_version(onnx.load(str(src)), 21), str(dst))
 
@@ -118,6 +124,7 @@ TOOLS: dict[str, Tool] = {
     "quantize_static (calibration reader)": _quantize_static,
     "onnxslim": _onnxslim,
     "onnxsim": _onnxsim,
+    "float16 (keep_io_types)": _float16,
     "onnx.version_converter to opset 21": _version_converter,
     "onnxscript optimize, again": _onnxscript_optimize,
 }

@@ -36,10 +36,12 @@ class Matcher:
         self.values: dict[ir.Value, ir.Value] = {}  # transformed value -> source value
         self.matched: dict[ir.Node, ir.Node] = {}  # one-to-one matches
         self.tags: dict[ir.Node, tuple[list[str], str]] = {}  # node -> (tags, rule)
+        self.named: set[ir.Value] = set()  # values named after the source value they are (rules 1 and 3)
         outputs = (v for n in ir.traversal.RecursiveGraphIterator(graph) for v in n.outputs)
         for value in [*graph.inputs, *graph.initializers.values(), *outputs]:
             if value.name in source.values:  # rule 1
                 self.values[value] = source.values[value.name]
+                self.named.add(value)
         for name, value in graph.initializers.items():
             if value not in self.values and (weight := source.weight_behind(name)) is not None:
                 self.values[value] = weight
@@ -53,8 +55,10 @@ class Matcher:
                 for node in nodes:
                     if node not in self.tags and any(rule(node) for rule in rules):
                         changed = True
+        self.value_makers(nodes, named=True)
         self.by_prefix(nodes)
         self.groups(nodes)
+        self.value_makers(nodes, named=False)
         self.helpers(nodes)
 
     # --- recording --------------------------------------------------------------------------------
@@ -177,18 +181,24 @@ class Matcher:
         names = [node.outputs[0].name or "", node.name or ""]  # a tool may name the node after the value
         names += ["_".join(node.name.split("_")[:k]) for k in range(node.name.count("_"), 0, -1)] if node.name else []
         candidates = list(dict.fromkeys(c for name in names for c in self.source.by_suffix(name)))
-        if node.op_type in HELPER_OPS:  # named after the value it reads, or a helper's form of it
+        if node.op_type in HELPER_OPS:  # named after the value it reads, or a helper's form of it,
             passed = [c for c in candidates if any(c in self.source.helper_forms(start) for start in starts)]
             if len(passed) == 1:
                 self.values.setdefault(node.outputs[0], passed[0])
+                self.named.add(node.outputs[0])
                 return True
-            return False
+            # else after the one value the source makes from what it reads (a layout change back
+            # after an op that fused its activation)
+            return self.suffix_value(node.outputs[0], starts) is not None
         fitting = []  # regions that read only what it reads (it may read more: a residual it fused in)
         for candidate in candidates:
             region = self.source.region([candidate], starts)
             read = reads(region or [])
             if region and read and read <= starts:
                 fitting.append((region, candidate))
+        same = [c for _, c in fitting if c.producer().op_type == node.op_type]
+        if len(same) == 1:  # named as the value an op of its kind made: that op (a convolution, not fused)
+            return self.match(node, same[0].producer(), "output value")
         smallest = [f for f in fitting if len(f[0]) == min((len(r) for r, _ in fitting), default=0)]
         if len(smallest) != 1:  # the one it stands for is the smallest; a tie says nothing
             return False
@@ -199,6 +209,8 @@ class Matcher:
         if len(region) == 1 and region[0].op_type == node.op_type:
             return self.match(node, region[0], "output value")
         self.values.setdefault(node.outputs[0], value)
+        for other in node.outputs[1:]:  # a split that fused several slices: each output is named as its slice
+            self.suffix_value(other, starts)
         return self.fuse(node, region)
 
     def backward(self, node: ir.Node) -> bool:  # rule 5
@@ -245,7 +257,7 @@ class Matcher:
             self.values.setdefault(same, sinks[0])
         return self.fuse(node, region)
 
-    def by_prefix(self, nodes: list[ir.Node]) -> None:  # rule 7
+    def by_prefix(self, nodes: list[ir.Node]) -> None:  # rule 8
         for node in nodes:
             if node not in self.tags and node.name:
                 found = next(
@@ -254,7 +266,7 @@ class Matcher:
                 if found is not None:
                     self.tags[node] = (get_tags(found), "name prefix")
         # the tool's own names: a helper named after an op it made, or after that op's raw output
-        # (named after a value of the source instead, it prepares that value for the ops reading it: rule 8)
+        # (named after a value of the source instead, it prepares that value for the ops reading it: rule 9)
         own: dict[str, ir.Node | None] = {v.name: None for v in self.values if v.name}
         for node in nodes:
             if node in self.tags and node.op_type not in HELPER_OPS:
@@ -281,23 +293,65 @@ class Matcher:
                 stack += [v.producer() for v in member.inputs if v is not None and v.producer() in untagged]
                 stack += [user for v in member.outputs for user, _ in v.uses() if user in untagged]
             seen |= group
-            if len(group) < 2 or len(group) > _MAX_GROUP:
+            if len(group) > _MAX_GROUP:
                 continue
-            outputs = [
-                v
-                for n in group
-                for v in n.outputs
-                if v.is_graph_output() or any(user not in group for user, _ in v.uses())
-            ]
             starts = {through_helpers(v, self.values) for v in reads(group)}
-            if None in starts or not outputs or any(v not in self.values for v in outputs):
+            if None in starts or not (ends := self.ends(group, starts)):
                 continue
-            region = self.source.between([self.values[v] for v in outputs], starts)
+            region = self.source.between(ends, starts)
             if region is not None:
                 for member in group:
                     self.fuse(member, region)
 
-    def helpers(self, nodes: list[ir.Node]) -> None:  # rule 8
+    def ends(self, group: set[ir.Node], starts: set[ir.Value]) -> list[ir.Value] | None:
+        """The source values an untagged group makes: those of the values leaving it, or of what a
+        node reading one makes from it alone (the multiply that finishes a hard-swish a tool split
+        in two, known by name, or named as an inlined body's value is: rule 3); None where one is
+        unknown."""
+        ends = []
+        for value in (
+            v for n in group for v in n.outputs if v.is_graph_output() or any(u not in group for u, _ in v.uses())
+        ):
+            if value in self.values:
+                ends.append(self.values[value])
+                continue
+            users = [u for u, _ in value.uses() if u not in group]
+            if value.is_graph_output() or not users or any(len(u.outputs) != 1 for u in users):
+                return None
+            if any(not {v for v in reads([u]) if v is not value} <= reads(group) for u in users):
+                return None  # the reader also reads what the group does not
+            made = [self.values.get(u.outputs[0]) or self.suffix_value(u.outputs[0], starts) for u in users]
+            if None in made:
+                return None
+            ends += made
+        return ends or None
+
+    def suffix_value(self, value: ir.Value, starts: set[ir.Value]) -> ir.Value | None:
+        """The one source value named as ``value`` from its first ``/`` on that the source makes
+        from ``starts`` alone (rule 3); recorded as what ``value`` is."""
+        if value in self.values:
+            return self.values[value]
+        fitting = [c for c in self.source.by_suffix(value.name or "") if self.source.between([c], starts)]
+        if len(fitting) != 1:
+            return None
+        self.values[value] = fitting[0]
+        self.named.add(value)
+        return fitting[0]
+
+    def value_makers(self, nodes: list[ir.Node], named: bool) -> None:  # rule 7
+        """With ``named``, only values a node is named after; else, for ops, also those its readers
+        showed (after the groups, which may stand for several source nodes: rule 6)."""
+        for node in nodes:
+            if node in self.tags:
+                continue
+            made = [self.values[v] for v in node.outputs if v in self.values]
+            if named or node.op_type in HELPER_OPS:  # from its readers alone, a helper's value may be a copy
+                made = [self.values[v] for v in node.outputs if v in self.named]
+            maker = next((v.producer() for v in made if v.producer() is not None and get_tags(v.producer())), None)
+            if maker is not None:
+                self.tags[node] = (get_tags(maker), "value maker")
+
+    def helpers(self, nodes: list[ir.Node]) -> None:  # rule 9
         changed = True
         while changed:
             changed = False
@@ -314,7 +368,7 @@ class Matcher:
                     self.tags[node] = ([common_ancestor(self.tags[n][0][0] for n in served)], "helper")
                     changed = True
 
-    def tag_initializers(self, root: str) -> None:  # rule 10
+    def tag_initializers(self, root: str) -> None:  # rule 11
         for name, value in self.graph.initializers.items():
             found = self.source.initializer_tags.get(name) or {t for user, _ in value.uses() for t in get_tags(user)}
             metadata_of(value)[TAGS_KEY] = json.dumps(sorted(set(found or [root])))

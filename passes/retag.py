@@ -95,25 +95,32 @@ class RetagPass(ir.passes.InPlacePass):
        tags; its primary tag is the innermost module holding them all. Every input
        must be traced first, so the region has its lower bound, and the region reads
        nothing the node does not. A connected group of up to 8 untagged ops between known
-       values (three projections merged into one MatMul and a Split) stands, each of its
+       values (three projections merged into one MatMul and a Split; the ``HardSigmoid`` of a
+       hard-swish split in two, whose ``Mul`` makes the known value) stands, each of its
        nodes, for the source nodes between those values.
-    7. **Name prefix.** A node whose name extends a source node's name by ``/``, ``_`` or
+    7. **Value makers.** A node the rules above leave untagged that makes a value of the
+       source (by name, or standing for it: a reshape back after a Gemm, the bias sum that
+       finishes a quantized convolution) takes the tags of that value's maker, not of its
+       readers. A helper (rule 9) makes a value only where it is named after it (as such, or
+       as an inlined body's value): found from its readers alone, it may be a copy made for
+       them (a quantize-dequantize pair before an op), and serves them.
+    8. **Name prefix.** A node whose name extends a source node's name by ``/``, ``_`` or
        ``:`` (``…/MatMul_0_quant``, ``…/MatMul_3/MatMulScaleFusion/``) has its tags. A
        helper whose name so extends the name of a tagged op of the transformed model, or of
        an output of that op the source does not have (``…/Conv_0_quant_output_scale_mul``,
        ``…_output_quantized_cast``: finishing the op's raw output), serves that op.
-       Named after a value of the source, it prepares that value for its readers (rule 8).
-    8. **Helpers.** A quantize, dequantize, cast, reshape or similar node a tool put
+       Named after a value of the source, it prepares that value for its readers (rule 9).
+    9. **Helpers.** A quantize, dequantize, cast, reshape or similar node a tool put
        around an op takes the innermost module of the ops it feeds once all are tagged,
        or, feeding none (a graph output, through more helpers), of the ops that feed it.
-    9. Nothing else is guessed: a node no rule reaches stays untagged and is listed in
-       the result with its op and why, each node its own entry (an unnamed one as
-       ``<OpType #k>``). Nodes inside control-flow branches are matched like the others.
-    10. An initializer keeps the tags of the source initializer of its name; else it gets
+    10. Nothing else is guessed: a node no rule reaches stays untagged and is listed in
+        the result with its op and why, each node its own entry (an unnamed one as
+        ``<OpType #k>``). Nodes inside control-flow branches are matched like the others.
+    11. An initializer keeps the tags of the source initializer of its name; else it gets
         the sorted tags of its consumers; else the root's. The hierarchy and version
         metadata are copied, and where the source grouped its nodes by module for viewers
         (``namespace``, :class:`NamespacePass`), the retagged nodes are grouped so too.
-    11. ``source`` may be the functions form: the main graph is matched against it inlined,
+    12. ``source`` may be the functions form: the main graph is matched against it inlined,
         and the bodies of the functions a tool kept as functions keep their relative tags,
         or get those of the source body's node of the same name and op.
     """
@@ -163,7 +170,7 @@ class RetagPass(ir.passes.InPlacePass):
         return result
 
     def _function_bodies(self, model: ir.Model, matcher: Matcher) -> list[ir.Node]:
-        """Rule 11: the nodes of the functions form's bodies a tool kept as functions."""
+        """Rule 12: the nodes of the functions form's bodies a tool kept as functions."""
         found = []
         for identifier, function in model.functions.items():
             original = self.source.functions.get(identifier)

@@ -325,6 +325,89 @@ def test_an_op_named_as_a_value_it_reads_is_not_that_value():
     assert [get_tags(n)[0] for n in target.graph] == ["/M/A", "/M/A", "/M/B", "/M"]
 
 
+def test_a_node_making_a_value_of_the_source_takes_its_makers_tags_not_its_readers():
+    source = tagged(
+        """
+        <ir_version: 10, opset_import: ["" : 20]>
+        g (float[2,4] x) => (float[2,4] y, float[2,4] z)
+            <float[4,4] w = {1,0,0,0, 0,1,0,0, 0,0,1,0, 0,0,0,1}, float[4] b = {1,1,1,1}> {
+            m = MatMul(x, w)
+            h = Add(m, b)
+            y = Cos(h)
+            z = Neg(y)
+        }
+        """,
+        {"/MatMul_0": "/M/A", "/Add_0": "/M/A", "/Cos_0": "/M/B", "/Neg_0": "/M"},
+    )
+    # a Gemm and a reshape back named after the sum; a quantize-dequantize pair on the graph
+    # output y, whose dequantize is named after it while another module reads it
+    target = named(
+        """
+        <ir_version: 10, opset_import: ["" : 20]>
+        g (float[2,4] x) => (float[2,4] y, float[2,4] z)
+            <float[4,4] w = {1,0,0,0, 0,1,0,0, 0,0,1,0, 0,0,0,1}, float[4] b = {1,1,1,1},
+             int64[2] shape = {2,4}, float s = {1.0}, uint8 q0 = {0}> {
+            g = Gemm(x, w, b)
+            h = Reshape(g, shape)
+            y_QuantizeLinear_Input = Cos(h)
+            yq = QuantizeLinear(y_QuantizeLinear_Input, s, q0)
+            y = DequantizeLinear(yq, s, q0)
+            z = Neg(y)
+        }
+        """,
+        "Gemm_7",
+        "gemm_output_reshape",
+        "/Cos_0",
+        "y_QuantizeLinear",
+        "y_DequantizeLinear",
+        "/Neg_0",
+    )
+    result = RetagPass(source)(target)
+    assert {n.name: get_tags(n)[0] for n in target.graph} == {
+        "Gemm_7": "/M/A",
+        "gemm_output_reshape": "/M/A",  # it makes the sum /M/A made; the Cos of /M/B reads it
+        "/Cos_0": "/M/B",
+        "y_QuantizeLinear": "/M/B",
+        "y_DequantizeLinear": "/M/B",  # it makes y, which /M/B made and /M reads
+        "/Neg_0": "/M",
+    }
+    assert result.coverage == 1.0
+
+
+def test_an_op_split_in_two_stands_for_the_op_it_replaced():
+    # ONNX Runtime inlines HardSwish as an unnamed HardSigmoid and a Mul named after nothing,
+    # whose output keeps the source value's name
+    source = tagged(
+        """
+        <ir_version: 10, opset_import: ["" : 20]>
+        g (float[2,4] x) => (float[2,4] y) {
+            c = Sin(x)
+            h = HardSwish(c)
+            y = Neg(h)
+        }
+        """,
+        {"/Sin_0": "/M/A", "/HardSwish_0": "/M/B", "/Neg_0": "/M"},
+    )
+    target = named(
+        """
+        <ir_version: 10, opset_import: ["" : 20]>
+        g (float[2,4] x) => (float[2,4] y) {
+            c = Sin(x)
+            s = HardSigmoid<alpha = 0.1666667>(c)
+            h = Mul(c, s)
+            y = Neg(h)
+        }
+        """,
+        "/Sin_0",
+        "",
+        "",
+        "/Neg_0",
+    )
+    result = RetagPass(source)(target)
+    assert [get_tags(n)[0] for n in target.graph] == ["/M/A", "/M/B", "/M/B", "/M"]
+    assert result.unmapped == {}
+
+
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory):
     """BERT tiny and models of the zoo, flat and functions form."""
@@ -341,8 +424,9 @@ def exports(tmp_path_factory):
     return root
 
 
-# a vision model, a decoder, a convolutional model with layer norms, an encoder-decoder
-ZOO = ["resnet", "gpt2", "convnext", "whisper"]
+# a vision model, a decoder, a convolutional model with layer norms, an encoder-decoder, and a
+# mobile network (depthwise convolutions, hard-swish, squeeze-excite)
+ZOO = ["resnet", "gpt2", "convnext", "whisper", "mobilenet"]
 
 
 @pytest.mark.slow

@@ -115,7 +115,48 @@ class CondNet(PlainNet):
         return self.head(x.mean(dim=(2, 3)))
 
 
-PLAIN = {"plain": PlainNet, "cond": CondNet}
+class InvertedResidual(nn.Module):
+    """A mobile block: expand, depthwise convolution with hard-swish, squeeze-excite gate, project, residual."""
+
+    def __init__(self, width: int, expanded: int) -> None:
+        super().__init__()
+        self.expand = nn.Sequential(nn.Conv2d(width, expanded, 1), nn.BatchNorm2d(expanded), nn.Hardswish())
+        self.depthwise = nn.Sequential(
+            nn.Conv2d(expanded, expanded, 3, padding=1, groups=expanded), nn.BatchNorm2d(expanded), nn.Hardswish()
+        )
+        self.excite = SqueezeExcite(expanded)
+        self.project = nn.Sequential(nn.Conv2d(expanded, width, 1), nn.BatchNorm2d(width))
+
+    def forward(self, x):
+        return x + self.project(self.excite(self.depthwise(self.expand(x))))
+
+
+class SqueezeExcite(nn.Module):
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.reduce = nn.Conv2d(width, width // 4, 1)
+        self.restore = nn.Conv2d(width // 4, width, 1)
+
+    def forward(self, x):
+        scale = x.mean(dim=(2, 3), keepdim=True)
+        return x * nn.functional.hardsigmoid(self.restore(torch.relu(self.reduce(scale))))
+
+
+class MobileNet(nn.Module):
+    """A plain torch MobileNetV3-style network: depthwise convolutions, hard-swish, squeeze-excite."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.Hardswish())
+        self.blocks = nn.Sequential(InvertedResidual(8, 32), InvertedResidual(8, 24))
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, x):
+        x = self.blocks(self.stem(x))
+        return self.head(x.mean(dim=(2, 3)))
+
+
+PLAIN = {"plain": PlainNet, "cond": CondNet, "mobilenet": MobileNet}
 
 
 def build(name: str) -> tuple[nn.Module, dict]:
