@@ -129,3 +129,13 @@ TOOLS: dict[str, Tool] = {
     "onnxscript optimize, again": _onnxscript_optimize,
 }
 TEXT_ONLY = {"onnxruntime.transformers.optimizer (bert)", "onnxruntime.transformers.optimizer, opt_level=0"}
+
+# (model, form, tool) -> why retag cannot reach 99% there: the table says so, the test holds it
+KNOWN_GAPS: dict[tuple[str, str, str], str] = {
+    ("mobilenet", "functions", "ORT optimized, ALL"): (
+        "the blocked layout (NCHWc) of inlined function bodies: reordered weights and values named by the tool alone"
+    ),
+    ("mobilenet", "functions", "quant_pre_process, then quantize_dynamic"): (
+        "quantized ops of inlined bodies named after body values that repeat in every instance"
+    ),
+}

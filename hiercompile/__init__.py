@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import (
     AttributesWarning,
+    BrokenModelWarning,
     CaptureError,
     CaptureWarning,
     CarryError,
@@ -25,6 +26,7 @@ from ._errors import (
     OptionWarning,
     ProfileError,
     QueryError,
+    RetagError,
     SaveError,
     StaleResultWarning,
     TagError,
@@ -71,6 +73,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AttributesWarning",
+    "BrokenModelWarning",
     "CaptureError",
     "CaptureWarning",
     "CarryError",
@@ -89,6 +92,7 @@ __all__ = [
     "ProfileError",
     "ProfileReport",
     "QueryError",
+    "RetagError",
     "SaveError",
     "StaleResultWarning",
     "TagError",

@@ -352,6 +352,11 @@ def cmd_verify(ns: argparse.Namespace) -> None:
     from ._artifacts import VERIFY_FILE
 
     target, export_first = _verify_target(ns.output)
+    tagged = getattr(ns, "from")
+    if tagged is not None and target.suffix != ".onnx":
+        raise InputError(f"--from names what a transformed .onnx file was made from; {target} is not an .onnx file")
+    if tagged is not None and not Path(tagged).exists():
+        raise InputError(f"--from {tagged}: no such file or folder; pass the export the model was made from")
     ref = resolve(ns.model)
     task = task_named(ns.task) if ns.task is not None else None
     check_sizes(ns.batch, ns.seq_len, ref.config, extra=task.extra_positions() if task else None)
@@ -367,17 +372,21 @@ def cmd_verify(ns: argparse.Namespace) -> None:
         single = target if target.suffix == ".onnx" else None
         reports = verify_pretrained(
             ns.model, target.parent if single else target, task=ns.task, batch=ns.batch, seq_len=ns.seq_len,
-            single_file=single,
+            single_file=single, source=tagged,
         )  # fmt: skip
     failed = []
     for name, report in reports.items():
         where = target if single or name == "model" else target / name
         table = Table(title=f"PyTorch vs ONNX Runtime per module ({where})")
-        for column in ("module", "status", "max abs diff", "max rel diff"):
+        columns = ["module", "status", "max abs diff", "max rel diff"]
+        columns += ["own ops' error", "inputs' error"] if tagged is not None else []
+        for column in columns:
             table.add_column(column)
         for check in report.modules:
             color = {"matched": "green", "diverged": "red", "not produced": "red"}.get(check.status, "yellow")
-            diffs = (f"{check.max_abs_diff:.2e}", f"{check.max_rel_diff:.2e}")
+            diffs = [f"{check.max_abs_diff:.2e}", f"{check.max_rel_diff:.2e}"]
+            if tagged is not None:
+                diffs += ["" if d is None else f"{d:.2e}" for d in (check.own_abs_diff, check.inherited_abs_diff)]
             table.add_row(_indented(check.tag), f"[{color}]{check.status}[/{color}]", *diffs)
         _console(stderr=False).print(table)
         if not single:
@@ -565,6 +574,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq-len", type=int, default=16, help="sequence length of the example inputs (default 16)")
     p.add_argument("--batch", type=int, default=1, help="batch size of the example inputs (default 1)")
     p.add_argument("--task", metavar="TASK", help="the task the folder was exported for (default: from the config)")
+    p.add_argument(
+        "--from",
+        metavar="EXPORT",
+        help="the export a transformed .onnx file was made from (optimized, quantized): retag it, and tell each "
+        "module's own error from the one its inputs bring",
+    )
     p.set_defaults(func=cmd_verify)
     p = sub.add_parser("doctor", help="print the versions in use and the private names of them hiercompile uses")
     p.set_defaults(func=cmd_doctor)

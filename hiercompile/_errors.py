@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "AttributesWarning",
+    "BrokenModelWarning",
     "CaptureError",
     "CaptureWarning",
     "CarryError",
@@ -21,6 +22,7 @@ __all__ = [
     "OptionWarning",
     "ProfileError",
     "QueryError",
+    "RetagError",
     "SaveError",
     "StaleResultWarning",
     "TagError",
@@ -75,6 +77,10 @@ class QueryError(HiercompileError):
     """A question about a tagged model names something the model does not have."""
 
 
+class RetagError(HiercompileError):
+    """A transformed model does not come from the tagged model it was given with."""
+
+
 class VerifyError(HiercompileError):
     """Per-module verification could not run."""
 
@@ -89,6 +95,10 @@ class ProfileError(HiercompileError):
 
 class AttributesWarning(UserWarning):
     """The attribute form of the tags makes a model that ONNX tools reject."""
+
+
+class BrokenModelWarning(UserWarning):
+    """A model given to a tool is not a valid ONNX model (it calls a function it does not define)."""
 
 
 class FallbackWarning(UserWarning):

@@ -132,11 +132,25 @@ class Matcher:
         if region is None or (found := self.completed(node, region, value, starts)) is None:
             return False
         region, value = found
-        if len(region) == 1 and region[0].op_type == node.op_type:
-            return self.match(node, region[0], "output value")
+        if (len(region) == 1 and region[0].op_type == node.op_type) or self.unfused(node, region, value, starts):
+            return self.match(node, value.producer(), "output value")
         if len(node.outputs) == 1 and value not in self.values.values():
             self.values[node.outputs[0]] = value  # it makes that value (in a layout of its own, perhaps)
         return self.fuse(node, region)
+
+    def unfused(self, node: ir.Node, region: list[ir.Node], value: ir.Value, starts: set[ir.Value]) -> bool:
+        """Whether ``node``, named after ``value``, is the op of its kind that made it, unfused: it
+        reads all the region reads, and the region holds no more than that op and the ops the
+        node's inputs skipped where they were read through helpers (a layout change standing for
+        a transpose, the multiply that ends a hard-swish split in two)."""
+        depth = max((traced(v, self.values)[1] for v in data_inputs(node)), default=0)
+        producer = value.producer()
+        return (
+            producer is not None
+            and producer.op_type == node.op_type
+            and reads(region) == starts
+            and len(region) <= 1 + depth
+        )
 
     def completed(self, node: ir.Node, region: list[ir.Node], value: ir.Value, starts: set[ir.Value]):
         """``(region, value)``, grown on when the node reads more than the region does (rule 6)."""
@@ -183,9 +197,8 @@ class Matcher:
         candidates = list(dict.fromkeys(c for name in names for c in self.source.by_suffix(name)))
         if node.op_type in HELPER_OPS:  # named after the value it reads, or a helper's form of it,
             passed = [c for c in candidates if any(c in self.source.helper_forms(start) for start in starts)]
-            if len(passed) == 1:
+            if len(passed) == 1:  # a form of what it reads (a copy, quantized): it makes nothing new
                 self.values.setdefault(node.outputs[0], passed[0])
-                self.named.add(node.outputs[0])
                 return True
             # else after the one value the source makes from what it reads (a layout change back
             # after an op that fused its activation)
@@ -196,8 +209,8 @@ class Matcher:
             read = reads(region or [])
             if region and read and read <= starts:
                 fitting.append((region, candidate))
-        same = [c for _, c in fitting if c.producer().op_type == node.op_type]
-        if len(same) == 1:  # named as the value an op of its kind made: that op (a convolution, not fused)
+        same = [c for r, c in fitting if self.unfused(node, r, c, starts)]
+        if len(same) == 1:
             return self.match(node, same[0].producer(), "output value")
         smallest = [f for f in fitting if len(f[0]) == min((len(r) for r, _ in fitting), default=0)]
         if len(smallest) != 1:  # the one it stands for is the smallest; a tie says nothing
@@ -270,7 +283,13 @@ class Matcher:
         own: dict[str, ir.Node | None] = {v.name: None for v in self.values if v.name}
         for node in nodes:
             if node in self.tags and node.op_type not in HELPER_OPS:
-                own.update({v.name: node for v in node.outputs if v.name and v not in self.values})
+                own.update(
+                    {
+                        v.name: node
+                        for v in node.outputs  # not a value of the source (as such, or as an inlined body's)
+                        if v.name and v not in self.values and not self.source.by_suffix(v.name)
+                    }
+                )
                 own[node.name] = node
         for node in nodes:
             if node not in self.tags and node.op_type in HELPER_OPS and node.name:
@@ -326,6 +345,12 @@ class Matcher:
             ends += made
         return ends or None
 
+    def is_named(self, value: ir.Value) -> bool:
+        """Whether ``value`` is named after the source value it is (as such, or as an inlined body's)."""
+        return value in self.named or (
+            value in self.values and self.values[value] in self.source.by_suffix(value.name or "")
+        )
+
     def suffix_value(self, value: ir.Value, starts: set[ir.Value]) -> ir.Value | None:
         """The one source value named as ``value`` from its first ``/`` on that the source makes
         from ``starts`` alone (rule 3); recorded as what ``value`` is."""
@@ -346,7 +371,7 @@ class Matcher:
                 continue
             made = [self.values[v] for v in node.outputs if v in self.values]
             if named or node.op_type in HELPER_OPS:  # from its readers alone, a helper's value may be a copy
-                made = [self.values[v] for v in node.outputs if v in self.named]
+                made = [self.values[v] for v in node.outputs if self.is_named(v)]
             maker = next((v.producer() for v in made if v.producer() is not None and get_tags(v.producer())), None)
             if maker is not None:
                 self.tags[node] = (get_tags(maker), "value maker")

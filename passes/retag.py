@@ -12,10 +12,13 @@ __all__ = ["RetagPass", "RetagResult"]
 
 import collections
 import dataclasses
+import hashlib
 import json
 import logging
 
+import numpy as np
 import onnx_ir as ir
+import onnx_ir.passes.common as common_passes
 
 from ._retag_graph import SourceIndex
 from ._retag_rules import Matcher
@@ -32,6 +35,9 @@ from .tags import (
 
 logger = logging.getLogger(__name__)
 
+RELATED_SHARE = 0.5  # a model comes from the source when at least this share of its weights does
+_MIN_WEIGHT = 16  # fewer elements: a shape or a scalar, no evidence
+
 
 @dataclasses.dataclass
 class RetagResult(ir.passes.PassResult):
@@ -39,17 +45,37 @@ class RetagResult(ir.passes.PassResult):
 
     ``evidence``: rule -> number of nodes tagged by it; ``unmapped``: node name (``<OpType #k>``
     for an unnamed one) -> ``(op type, reason)`` for every node left untagged (nothing is guessed);
-    ``matches``: node name -> the source node's name, for the nodes that are one.
+    ``matches``: node name -> the source node's name, for the nodes that are one; ``values``: value
+    name -> the name of the source value it is or stands for (a reshape back after a Gemm).
     """
 
     evidence: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     unmapped: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
     total: int = 0
     matches: dict[str, str] = dataclasses.field(default_factory=dict)  # node -> the source node it is
+    values: dict[str, str] = dataclasses.field(default_factory=dict)  # value -> the source value it stands for
+    shared_weights: float | None = None  # share of the weights' elements that are the source's
+    shared_inputs: tuple[int, int] = (0, 0)  # graph inputs named as the source's, of all
 
     @property
     def coverage(self) -> float:
         return 1.0 - len(self.unmapped) / self.total if self.total else 1.0
+
+    @property
+    def related(self) -> bool:
+        """Whether the evidence says the model comes from the source (rule 13)."""
+        if self.shared_weights is not None:
+            return self.shared_weights >= RELATED_SHARE
+        shared, inputs = self.shared_inputs
+        return (shared >= 1 or not inputs) and self.coverage >= RELATED_SHARE
+
+    def relation(self) -> str:
+        """The evidence for :attr:`related`, in words."""
+        shared, inputs = self.shared_inputs
+        words = f"{shared} of its {inputs} inputs are named as the source's"
+        if self.shared_weights is None:
+            return f"{words}; it has no weights; {self.coverage:.0%} of its nodes are tied to the source's"
+        return f"{words}; {self.shared_weights:.0%} of its weights (by element) are the source's"
 
 
 class RetagPass(ir.passes.InPlacePass):
@@ -120,9 +146,15 @@ class RetagPass(ir.passes.InPlacePass):
         the sorted tags of its consumers; else the root's. The hierarchy and version
         metadata are copied, and where the source grouped its nodes by module for viewers
         (``namespace``, :class:`NamespacePass`), the retagged nodes are grouped so too.
+        Nodes a tool left out of order (float16 conversion) are sorted, as ONNX requires.
     12. ``source`` may be the functions form: the main graph is matched against it inlined,
         and the bodies of the functions a tool kept as functions keep their relative tags,
         or get those of the source body's node of the same name and op.
+    13. **Relation.** The result states whether the model comes from the source: at least
+        half of its weights' elements are the source's (same name and size, named after one,
+        or holding the same non-zero values in any layout, as a blocked-layout copy does); a
+        model without weights needs a graph input named as the source's and half its nodes
+        tied. :func:`hiercompile.retag` refuses a model that does not.
     """
 
     def __init__(self, source: ir.Model) -> None:
@@ -140,7 +172,11 @@ class RetagPass(ir.passes.InPlacePass):
         matcher.run(nodes)
         nodes += self._function_bodies(model, matcher)
         result = RetagResult(model, modified=True, total=len(nodes))
+        result.shared_weights = _shared_weights(graph, flat.graph)
+        source_inputs = {v.name for v in flat.graph.inputs}
+        result.shared_inputs = (sum(v.name in source_inputs for v in graph.inputs), len(graph.inputs))
         result.matches = {node.name: original.name for node, original in matcher.matched.items()}
+        result.values = {mine.name: theirs.name for mine, theirs in matcher.values.items() if mine.name and theirs.name}
         for node in nodes:
             if node in matcher.tags:
                 node_tags, rule = matcher.tags[node]
@@ -164,6 +200,7 @@ class RetagPass(ir.passes.InPlacePass):
             for n in flat.graph.all_nodes()
         ):
             NamespacePass()(model)
+        common_passes.TopologicalSortPass()(model)
         logger.info(
             "retagged %d of %d nodes: %s", result.total - len(result.unmapped), result.total, dict(result.evidence)
         )
@@ -188,3 +225,37 @@ class RetagPass(ir.passes.InPlacePass):
                     if CLASS_KEY in same.metadata_props:
                         node.metadata_props[CLASS_KEY] = same.metadata_props[CLASS_KEY]
         return found
+
+
+def _shared_weights(graph: ir.Graph, source: ir.Graph) -> float | None:
+    """Share of ``graph``'s weight elements that are ``source``'s: by name and size, by a name
+    extending a source weight's (``…_quantized``), or by the same non-zero values in any layout.
+    None when it has no weights."""
+    weights = {n: v.const_value for n, v in graph.initializers.items() if v.const_value is not None}
+    weights = {n: w for n, w in weights.items() if w.size >= _MIN_WEIGHT}
+    total = sum(w.size for w in weights.values())
+    if not total:
+        return None
+    originals = {n: v.const_value for n, v in source.initializers.items() if v.const_value is not None}
+    untied = {
+        n: w
+        for n, w in weights.items()
+        if not ((n in originals and originals[n].size == w.size) or any(s in originals for s in _stems(n)))
+    }
+    if untied:  # the same values in another layout (a blocked copy, a transpose)
+        signatures = {_values_signature(w) for w in originals.values() if w.size >= _MIN_WEIGHT}
+        untied = {n: w for n, w in untied.items() if _values_signature(w) not in signatures}
+    return 1.0 - sum(w.size for w in untied.values()) / total
+
+
+def _stems(name: str) -> list[str]:
+    """The names ``name`` extends by ``_…`` (``val_63`` for ``val_63_quantized``)."""
+    parts = name.split("_")
+    return ["_".join(parts[:k]) for k in range(len(parts) - 1, 0, -1)]
+
+
+def _values_signature(tensor: ir.TensorProtocol) -> str:
+    """The tensor's non-zero values, sorted: the same for a copy in any layout (padding aside)."""
+    array = tensor.numpy()
+    values = np.sort(array[array != 0], axis=None) if array.dtype.kind in "fiu" else array
+    return hashlib.sha1(np.ascontiguousarray(values).tobytes()).hexdigest() + str(array.dtype)

@@ -305,3 +305,56 @@ def test_verify_and_profile_work_on_every_default_export(checkpoints, tmp_path, 
         assert profiled["kernels"] == sum(m["ops"] for m in profiled["modules"].values()) + len(
             profiled.get("unattributed", [])
         )
+
+
+@pytest.mark.slow
+def test_verify_from_tells_a_tools_own_error_from_what_its_inputs_bring(checkpoints, tmp_path, capsys):
+    """verify --from on what ONNX Runtime made of a decoder with its cache: its optimizer's
+    fusions match (a block whose last sum went into a SkipLayerNormalization is "fused", not
+    "diverged"); with one block's projections quantized, that block is the first divergence and
+    the modules after it only inherit."""
+    import sys
+
+    from onnxruntime.quantization import quantize_dynamic
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from deploy_tools import TOOLS
+
+    import hiercompile
+    from hiercompile._exporter._pretrained import verify_pretrained
+
+    torch.manual_seed(0)
+    model = transformers_gpt2(layers=3)
+    model.save_pretrained(tmp_path / "ckpt")
+    out = tmp_path / "out"
+    assert main(["export", str(tmp_path / "ckpt"), str(out), "--seq-len", "8"]) == 0
+    optimized = tmp_path / "optimized.onnx"
+    TOOLS["ORT optimized, ALL"](out / "model.onnx", optimized)
+    capsys.readouterr()
+    assert main(["verify", str(tmp_path / "ckpt"), str(optimized), "--from", str(out), "--seq-len", "8"]) == 0
+    printed = capsys.readouterr()
+    assert "every module matched" in printed.err and "own ops' error" in printed.out
+    report = verify_pretrained(str(tmp_path / "ckpt"), out, seq_len=8, single_file=optimized, source=out)["model"]
+    assert "fused" in {c.status for c in report.modules} and report.ok
+
+    block = "/GPT2LMHeadModel/GPT2Model/GPT2Block.1"
+    retriever = hiercompile.HierarchyRetriever(out)
+    gemms = [n for n in retriever.get_nodes_by_module(block) if retriever.model.graph.node(n).op_type == "Gemm"]
+    quantized = tmp_path / "q.onnx"  # the quantizer turns each Gemm into a MatMul named after it first
+    quantize_dynamic(str(out / "model.onnx"), str(quantized), nodes_to_quantize=[f"{n}_MatMul" for n in gemms])
+    before = quantized.read_bytes()
+    report = verify_pretrained(str(tmp_path / "ckpt"), out, seq_len=8, single_file=quantized, source=out)["model"]
+    checks = report.by_tag()
+    assert report.first_divergence.startswith(block), report.summary()
+    assert checks[f"{block}/GPT2MLP/NewGELUActivation"].status == "inherited"
+    assert checks["/GPT2LMHeadModel/GPT2Model/GPT2Block.2/GPT2MLP/NewGELUActivation"].status == "inherited"
+    assert all(c.status in ("matched", "fused") for t, c in checks.items() if "GPT2Block.0" in t)
+    assert quantized.read_bytes() == before
+    assert main(["verify", str(tmp_path / "ckpt"), str(quantized), "--from", str(tmp_path / "nowhere")]) == 1
+    assert "--from" in capsys.readouterr().err
+
+
+def transformers_gpt2(layers: int):
+    import transformers as tf
+
+    return tf.GPT2LMHeadModel(tf.GPT2Config(n_embd=32, n_layer=layers, n_head=2, n_positions=64, vocab_size=500))

@@ -33,6 +33,7 @@ ERRORS = [
     "NotTaggedError",
     "ProfileError",
     "QueryError",
+    "RetagError",
     "SaveError",
     "TagError",
     "ValidationError",
@@ -40,6 +41,7 @@ ERRORS = [
 ]
 WARNINGS = [
     "AttributesWarning",
+    "BrokenModelWarning",
     "CaptureWarning",
     "FallbackWarning",
     "OptionWarning",

@@ -432,10 +432,11 @@ ZOO = ["resnet", "gpt2", "convnext", "whisper", "mobilenet"]
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["bert", *ZOO])
 def test_deployment_tools_keep_their_tags(exports, name, tmp_path):
-    from deploy_tools import TEXT_ONLY, TOOLS
+    from deploy_tools import KNOWN_GAPS, TEXT_ONLY, TOOLS
 
     per_tool: dict[str, dict[str, collections.Counter]] = collections.defaultdict(dict)
     for form in ("model.onnx", "model.functions.onnx"):
+        label = "functions" if "functions" in form else "flat"
         source = exports / name / form
         flat = hiercompile.HierarchyRetriever(source).model
         original = {n.name: (n.op_type, get_tags(n)) for n in flat.graph}
@@ -447,7 +448,12 @@ def test_deployment_tools_keep_their_tags(exports, name, tmp_path):
             transformed = tmp_path / f"{form}.{len(per_tool)}.onnx"
             tool(source, transformed)
             result = hiercompile.retag(transformed, source, tmp_path / "tagged.onnx")
+            if (name, label, tool_name) in KNOWN_GAPS:  # stated in the table; fixed, the entry goes
+                assert result.coverage < 0.99, (name, label, tool_name)
+                continue
             assert result.coverage >= 0.99, (tool_name, form, result.unmapped)
+            wrong = wrong_makers(result.model, flat)
+            assert not wrong, (tool_name, form, wrong)  # every value the source made: on its maker's module
             model = result.model
             for node in model.graph:  # every node kept from the original keeps its tags
                 if node.name in original and original[node.name][0] == node.op_type:
@@ -459,6 +465,25 @@ def test_deployment_tools_keep_their_tags(exports, name, tmp_path):
     for tool_name, forms in per_tool.items():  # both forms, one tool: the same ops in the same modules
         if len(forms) == 2:
             assert forms["model.onnx"] == forms["model.functions.onnx"], tool_name
+
+
+def wrong_makers(model: ir.Model, source: ir.Model) -> list[tuple[str, str, str]]:
+    """Nodes (functions inlined) making a value the source made, by name, whose module is not
+    that value's maker's: (node, its module, the maker's). A fusion may carry the maker among its tags."""
+    from hiercompile.passes import InlineFunctionsPass
+
+    makers = {v.name: get_tags(n)[0] for n in source.graph for v in n.outputs if v.name and get_tags(n)}
+    model = ir.from_proto(ir.to_proto(model))  # a copy (a tool may leave the nodes out of order)
+    InlineFunctionsPass()(model)
+    return [
+        (node.name, get_tags(node)[0], makers[value.name])
+        for node in model.graph
+        for value in node.outputs
+        if value.name in makers
+        and get_tags(node)
+        and get_tags(node)[0] != makers[value.name]
+        and not (len(get_tags(node)) > 1 and makers[value.name] in get_tags(node))
+    ]
 
 
 def loads(path: Path) -> bool:
@@ -487,6 +512,34 @@ def test_retag_command(exports, tmp_path, capsys):
     assert profile.unattributed == [] and sum(m.ops for m in profile.modules) == profile.kernels
     assert main(["retag", str(transformed), "--from", str(tmp_path / "nowhere")]) == 1
     assert "no such file" in capsys.readouterr().err
+
+
+def test_a_model_that_does_not_come_from_the_source_is_refused(exports, tmp_path, capsys):
+    from deploy_tools import TOOLS
+
+    from hiercompile._cli import main
+
+    small = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU()).eval()
+    hiercompile.export(small, (torch.randn(2, 4),), tmp_path / "small")
+    with pytest.raises(hiercompile.RetagError, match=r"0 of its 1 inputs .* 0% of its weights"):
+        hiercompile.retag(tmp_path / "small" / "model.onnx", exports / "bert")
+    optimized = tmp_path / "optimized.onnx"
+    TOOLS["ORT optimized, ALL"](exports / "bert" / "model.onnx", optimized)
+    assert main(["retag", str(optimized), "--from", str(exports / "gpt2")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: the model does not come from") and "% of its weights" in err
+    assert not (tmp_path / "optimized.tagged.onnx").exists()
+    result = hiercompile.retag(optimized, exports / "bert")  # its own source: the evidence holds
+    assert result.related and result.shared_weights > 0.9 and result.shared_inputs == (2, 2)
+
+
+def test_a_model_calling_functions_it_lost_is_a_warning(exports, tmp_path):
+    from deploy_tools import TOOLS
+
+    converted = tmp_path / "converted.onnx"
+    TOOLS["onnx.version_converter to opset 21"](exports / "bert" / "model.functions.onnx", converted)
+    with pytest.warns(hiercompile.BrokenModelWarning, match="calls functions it does not define"):
+        hiercompile.retag(converted, exports / "bert" / "model.functions.onnx")
 
 
 def test_every_untagged_node_is_its_own_entry_named_or_not():

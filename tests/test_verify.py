@@ -141,3 +141,68 @@ def test_swin_stages_and_t5_blocks_match():
         assert not {s for s in status.values()} & {"not produced", "diverged"}
         stages = [t for t in status if t.rsplit("/", 1)[-1].startswith(("SwinStage", "T5Block"))]
         assert stages and all(status[t] == "matched" for t in stages), status
+
+
+class Activation(torch.nn.Module):
+    def forward(self, x):
+        return torch.nn.functional.gelu(x)
+
+
+class Block(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = torch.nn.Linear(16, 64)
+        self.act = Activation()
+        self.down = torch.nn.Linear(64, 16)
+
+    def forward(self, x):
+        return x + self.down(self.act(self.up(x)))
+
+
+class Stack(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = torch.nn.ModuleList(Block() for _ in range(3))
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+def test_a_quantized_module_is_the_first_divergence_by_its_own_error(tmp_path):
+    """verify --from: the one module whose MatMuls were quantized is the first divergence; the
+    modules after it (and its activation, fed by its quantized projection) only inherit."""
+    from onnxruntime.quantization import quantize_dynamic
+
+    torch.manual_seed(0)
+    model, x = Stack().eval(), torch.randn(2, 5, 16)
+    hiercompile.export(model, (x,), tmp_path / "export")
+    retriever = HierarchyRetriever(tmp_path / "export")
+    chosen = "/Stack/Block.1"
+    nodes = [n for n in retriever.get_nodes_by_module(chosen) if retriever.model.graph.node(n).op_type == "MatMul"]
+    assert len(nodes) == 2
+    quantize_dynamic(str(tmp_path / "export" / "model.onnx"), str(tmp_path / "q.onnx"), nodes_to_quantize=nodes)
+    before = (tmp_path / "q.onnx").read_bytes()
+
+    report = verify(model, (x,), onnx_model=tmp_path / "q.onnx", source=tmp_path / "export")
+    checks = report.by_tag()
+    assert report.first_divergence == chosen and not report.ok
+    assert checks[chosen].status == "diverged" and checks[chosen].own_abs_diff > 1e-3
+    assert checks[chosen].inherited_abs_diff == 0.0  # its input is the source's
+    for later in ("/Stack/Block.2", "/Stack/Block.2/Activation"):
+        assert checks[later].status == "inherited", checks[later]
+        assert checks[later].own_abs_diff < 1e-4 < checks[later].inherited_abs_diff
+    assert checks["/Stack/Block.0"].status == "matched"
+    assert (tmp_path / "q.onnx").read_bytes() == before  # verified as it is
+
+
+def test_a_transformed_model_without_tags_says_what_to_do(tmp_path):
+    torch.manual_seed(0)
+    model, x = Stack().eval(), torch.randn(2, 5, 16)
+    hiercompile.export(model, (x,), tmp_path / "export")
+    bare = ir.load(str(tmp_path / "export" / "model.onnx"))
+    bare.metadata_props.clear()
+    ir.save(bare, str(tmp_path / "bare.onnx"))
+    with pytest.raises(hiercompile.NotTaggedError, match=r"retag .* verify take --from"):
+        verify(model, (x,), onnx_model=tmp_path / "bare.onnx")

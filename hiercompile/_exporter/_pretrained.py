@@ -304,6 +304,7 @@ def verify_pretrained(
     seq_len: int = 16,
     atol: float = 1e-4,
     single_file: str | Path | None = None,
+    source: str | Path | None = None,
 ) -> dict[str, VerifyReport]:
     """Verify, module by module, each file an export of ``model`` for ``task`` wrote into
     ``folder`` (``model.onnx``, or ``encoder_model/`` and the decoders), each against the
@@ -311,7 +312,8 @@ def verify_pretrained(
     with its cache gets a cache of ``seq_len`` and new tokens after it, flattened as the ONNX
     inputs are. Each report goes into its file's folder as ``verify.json``.
     ``single_file``: a one-file task's ``.onnx`` file to verify instead, as it is (no
-    ``verify.json`` is written beside a file that is not an export's).
+    ``verify.json`` is written beside a file that is not an export's). ``source``: the export
+    folder or file ``single_file`` was made from by another tool (see :func:`hiercompile.verify`).
     """
     from .._artifacts import MODEL_FILE, read_manifest
     from .._tools._verify import verify
@@ -321,6 +323,8 @@ def verify_pretrained(
     name = _checked_task(task, ref)
     chosen = task_named(name)
     check_sizes(batch, seq_len, ref.config, extra=chosen.extra_positions())
+    if source is not None and single_file is None:
+        raise InputError("a source (--from) names what a transformed .onnx file was made from; pass that file")
     folder = Path(folder)
     loaded = load_model(ref, task)
     parts = components(loaded.model, chosen, batch=batch, seq_len=seq_len)
@@ -355,5 +359,6 @@ def verify_pretrained(
                 atol=atol,
                 output=path.parent if writes else None,
                 feeds=feeds,
+                source=source,
             )
     return reports

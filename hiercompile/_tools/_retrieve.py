@@ -33,7 +33,7 @@ def load_tagged(source: ModelSource) -> ir.Model:
         raise NotTaggedError(
             "the model has no hiercompile metadata: it was not exported by hiercompile; export the PyTorch model "
             "with `hiercompile export`, or, for what a tool made of an export, run "
-            "`hiercompile retag MODEL --from EXPORT` (profile takes --from)"
+            "`hiercompile retag MODEL --from EXPORT` (profile and verify take --from)"
         )
     return model
 

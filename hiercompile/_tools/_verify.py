@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+import onnx
 import onnx_ir as ir
 import onnx_ir.passes.common as common_passes
+import onnxruntime as ort
 import torch
 from torch import nn
 
@@ -18,7 +20,7 @@ from .._artifacts import VERIFY_FILE, write_result
 from .._compat._torch import tree_leaves
 from .._errors import InputError, VerifyError
 from .._exporter._capture import capture_mode, check_inputs
-from ..passes import KeepPredicate, ModuleHierarchy
+from ..passes import KeepPredicate, ModuleHierarchy, get_tags
 from ._retrieve import HierarchyRetriever, ModelSource, model_file
 
 
@@ -36,6 +38,14 @@ class ModuleCheck:
     subgraph of an ``If``, ``Loop`` or ``Scan``, whose values ONNX Runtime cannot expose;
     the control-flow node's own module is checked) or ``"no tensor output"``. Only ``"diverged"``
     and ``"not produced"`` mean the ONNX model or its tags are wrong.
+
+    Verifying a model another tool made (``source=``), a module whose outputs differ is
+    ``"inherited"`` when its own ops, run on the inputs the source export gives them, match:
+    the difference came in with its inputs; ``"fused"`` when the tool fused every value of it
+    the source made into ops that make none of them (an ``Add`` inside a ``SkipLayerNormalization``),
+    so that its parent's check covers it. ``own_abs_diff`` is that error of its own ops
+    (None where an input of its ops has no counterpart in the source), ``inherited_abs_diff``
+    how far its inputs already were from the source's.
     """
 
     tag: str
@@ -43,6 +53,8 @@ class ModuleCheck:
     max_abs_diff: float = 0.0
     max_rel_diff: float = 0.0
     values: list[str] = dataclasses.field(default_factory=list)
+    own_abs_diff: float | None = None
+    inherited_abs_diff: float | None = None
 
 
 @dataclasses.dataclass
@@ -65,6 +77,9 @@ class VerifyReport:
     def summary(self) -> str:
         """One line: what failed, or that every module matched."""
         parts = [f"first divergence: {self.first_divergence}"] if self.first_divergence else []
+        inherited = [m.tag for m in self.modules if m.status == "inherited"]
+        if inherited and not self.first_divergence:
+            parts.append(f"{len(inherited)} modules differ only by their inputs")
         if self.not_produced:
             parts.append(f"not produced by their own ops: {', '.join(self.not_produced)}")
         return "; ".join(parts) or "every module matched"
@@ -160,7 +175,8 @@ def _capture_outputs(
 
 def _run_exposing_values(model: ir.Model, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Run ``model`` in ONNX Runtime with every node output exposed; value name -> array."""
-    exposed = model.clone()
+    exposed = ir.from_proto(ir.to_proto(model))  # a copy; a tool may have left the nodes out of order
+    common_passes.TopologicalSortPass()(exposed)
     if any(v.type is None for n in exposed.graph for v in n.outputs):
         common_passes.ShapeInferencePass()(exposed)  # types for values a graph output must declare
     present = set(exposed.graph.outputs)
@@ -196,6 +212,7 @@ def verify(
     training: bool = False,
     output: str | Path | None = None,
     feeds: Mapping[str, np.ndarray] | None = None,
+    source: ModelSource | None = None,
 ) -> VerifyReport:
     """Compare every kept module's PyTorch outputs with the values its tagged ONNX ops produce.
 
@@ -208,6 +225,13 @@ def verify(
     there (a folder, or a ``.json`` path), stamped with the ONNX file's hash (``onnx_model``
     must then be a path). The ONNX model runs on the example inputs flattened as torch
     flattens them (a cache into its tensors), or on ``feeds``, its inputs by name.
+
+    ``source``: the hiercompile export ``onnx_model`` was made from by another tool (ONNX
+    Runtime's optimizer, a quantizer, a float16 converter). ``onnx_model`` is retagged from it
+    in memory (:func:`hiercompile.retag`, which refuses a model that does not come from it),
+    and each module's own ops also run on the inputs the source export gives them: the first
+    divergence is then the first module whose *own* error passes the tolerance, not the first
+    to return a value that came in diverged (see :class:`ModuleCheck`).
     """
     kwargs = dict(kwargs or {})
     check_inputs(model, args, kwargs)
@@ -217,12 +241,12 @@ def verify(
             "pass the .onnx file (or its export folder) the model was saved to"
         )
     with capture_mode(model, training):
-        report = _verify(model, args, kwargs, onnx_model, keep, atol, rtol, feeds)
+        report = _verify(model, args, kwargs, onnx_model, keep, atol, rtol, feeds, source)
     if output is not None:
         output = Path(output)
         path = output / VERIFY_FILE if output.suffix != ".json" else output
-        source = model_file(Path(onnx_model)) if isinstance(onnx_model, str | Path) else None
-        write_result(path, report.to_json(), source)
+        stamp = model_file(Path(onnx_model)) if isinstance(onnx_model, str | Path) else None
+        write_result(path, report.to_json(), stamp)
     return report
 
 
@@ -235,11 +259,20 @@ def _verify(
     atol: float,
     rtol: float,
     feeds: Mapping[str, np.ndarray] | None,
+    source: ModelSource | None,
 ) -> VerifyReport:
     if onnx_model is None:
+        if source is not None:
+            raise InputError("source= names what onnx_model was made from; pass onnx_model too")
         from .._exporter import export
 
         onnx_model = export(model, args, kwargs=kwargs, keep=keep).model
+    retagged = None
+    if source is not None:
+        from ._retag import retag
+
+        retagged = retag(onnx_model, source)
+        onnx_model = retagged.model
     retriever = HierarchyRetriever(onnx_model)
     hierarchy = ModuleHierarchy(model, keep)
     missing = set(hierarchy.tags) ^ set(retriever.hierarchy)
@@ -266,6 +299,7 @@ def _verify(
         if value.const_value is not None and name not in values:
             values[name] = value.const_value.numpy()
     producers = {node.name: node for node in retriever.model.graph}  # main graph: its values can be observed
+    own = _OwnErrors(retriever.model, source, retagged.values, values, feeds) if retagged is not None else None
     checks = []
     for tag in retriever.modules():
         ops = retriever.get_nodes_by_module(tag)
@@ -274,7 +308,16 @@ def _verify(
         if ops and not produced:  # every op of it runs inside an If/Loop/Scan subgraph
             checks.append(ModuleCheck(tag, "inside control flow"))
             continue
-        checks.append(_check_module(tag, expected.get(tag, []), produced, values, atol, rtol))
+        outputs = expected.get(tag, [])
+        if own is not None:  # the values that stand for the ones the source's ops of the module made
+            produced, outputs = own.counterparts(tag, outputs)
+            if expected.get(tag) and not outputs:
+                checks.append(ModuleCheck(tag, "fused"))
+                continue
+        check = _check_module(tag, outputs, produced, values, atol, rtol)
+        if own is not None and check.status == "diverged":
+            own.check(check, expected[tag], atol, rtol)
+        checks.append(check)
     by_tag = {c.tag: c for c in checks}
     diverged = [t for t in finished if by_tag[t].status == "diverged"]
     return VerifyReport(modules=checks, first_divergence=diverged[0] if diverged else None)
@@ -305,3 +348,128 @@ def _check_module(
         if max_abs > atol + rtol * float(np.abs(tensor).max() if tensor.size else 0.0):
             status = "diverged"
     return ModuleCheck(tag, status, worst_abs, worst_rel, matched_values)
+
+
+class _OwnErrors:
+    """Each module's own ops of a transformed model, run on the inputs the source export gives
+    them: the error they add, apart from the one their inputs bring."""
+
+    def __init__(
+        self,
+        model: ir.Model,
+        source: ModelSource,
+        names: dict[str, str],
+        values: dict[str, np.ndarray],
+        feeds: Mapping[str, np.ndarray],
+    ) -> None:
+        self.model = model
+        self.proto = ir.to_proto(model)
+        self.values = values
+        self.source = HierarchyRetriever(source)
+        reference = self.source.model
+        inputs = {v.name for v in reference.graph.inputs}
+        self.reference = _run_exposing_values(reference, {k: v for k, v in feeds.items() if k in inputs})
+        self.reference.update({k: np.asarray(v) for k, v in feeds.items()})
+        self.values = {**{k: np.asarray(v) for k, v in feeds.items()}, **values}
+        self.names = names  # a value of the model -> the source value it stands for
+
+    def counterparts(self, tag: str, outputs: list[Output]) -> tuple[list[str], list[Output]]:
+        """The model's values standing for those that match the module's outputs in the source,
+        and the outputs that have one (a tool may have fused one away: an Add inside a
+        SkipLayerNormalization makes no value of its own)."""
+        producers = {n.name: n for n in self.source.model.graph}
+        made = [v.name for n in self.source.get_nodes_by_module(tag) if n in producers for v in producers[n].outputs]
+        names = []
+        kept = []
+        for output in outputs:
+            if output.passthrough or not output.used:
+                kept.append(output)
+                continue
+            fits = [n for n in made if n in self.reference and self.reference[n].shape == output.tensor.shape]
+            if not fits:
+                kept.append(output)  # the source has none either: the check says so
+                continue
+            best = min(fits, key=lambda n: _compare(output.tensor, self.reference[n]))
+            mine = [n for n in self.values if n == best or self.names.get(n) == best]
+            if mine:
+                names += mine
+                kept.append(output)
+        return names, kept
+
+    def reference_of(self, name: str) -> np.ndarray | None:
+        found = self.reference.get(name)
+        return found if found is not None else self.reference.get(self.names.get(name, ""))
+
+    def check(self, check: ModuleCheck, outputs: list[Output], atol: float, rtol: float) -> None:
+        """Set ``check``'s own and inherited errors; ``"inherited"`` when its own ops match."""
+        members = [k for k, node in enumerate(self.model.graph) if _within(node, check.tag)]
+        found = self._run(members)
+        if found is None:
+            return
+        results, inherited = found
+        own = _check_module(check.tag, outputs, list(results), {**self.values, **results}, atol, rtol)
+        check.own_abs_diff, check.inherited_abs_diff = own.max_abs_diff, inherited
+        if own.status == "matched":
+            check.status = "inherited"
+
+    def _run(self, members: list[int]) -> tuple[dict[str, np.ndarray], float] | None:
+        """The values the nodes ``members`` (main-graph positions) make from the reference
+        inputs, and how far the model's own inputs to them were from those; None where an input
+        has no reference."""
+        nodes = list(self.model.graph)
+        chosen = {nodes[k] for k in members}
+        made = {v.name for n in chosen for v in n.outputs}
+        constants = [n for n in nodes if n.op_type == "Constant"]
+        read = {v.name for n in chosen for v in _reads(n)} - made - set(self.model.graph.initializers)
+        read -= {v.name for n in constants for v in n.outputs}
+        inputs = {}
+        inherited = 0.0
+        for name in sorted(read):
+            reference, actual = self.reference_of(name), self.values.get(name)
+            if reference is None or actual is None or reference.shape != actual.shape:
+                return None
+            inputs[name] = reference.astype(actual.dtype)
+            if np.issubdtype(actual.dtype, np.floating):
+                inherited = max(inherited, _compare(reference, actual)[0])
+        outputs = [name for name in made if name in self.values]
+        graph = onnx.helper.make_graph(
+            [self.proto.graph.node[k] for k, n in enumerate(nodes) if n in chosen or n.op_type == "Constant"],
+            "module",
+            [_value_info(name, array) for name, array in inputs.items()],
+            [_value_info(name, self.values[name]) for name in outputs],
+            [i for i in self.proto.graph.initializer if i.name in {v.name for n in chosen for v in _reads(n)}],
+        )
+        module = onnx.helper.make_model(
+            graph,
+            opset_imports=list(self.proto.opset_import),
+            functions=list(self.proto.functions),
+            ir_version=self.proto.ir_version,
+        )
+        session = ort.InferenceSession(module.SerializeToString(), providers=list(_ort.CPU))
+        return dict(zip(outputs, session.run(outputs, inputs), strict=True)), inherited
+
+
+def _within(node: ir.Node, tag: str) -> bool:
+    tags = get_tags(node)
+    return bool(tags) and (tags[0] == tag or tags[0].startswith(tag + "/"))
+
+
+def _reads(node: ir.Node) -> list[ir.Value]:
+    """The values a node reads, those its control-flow subgraphs read from outside included."""
+    found = [v for v in node.inputs if v is not None]
+    for attribute in node.attributes.values():
+        graphs = [attribute.value] if attribute.type == ir.AttributeType.GRAPH else []
+        graphs += list(attribute.value) if attribute.type == ir.AttributeType.GRAPHS else []
+        for graph in graphs:
+            inner = {v for n in ir.traversal.RecursiveGraphIterator(graph) for v in n.outputs} | set(graph.inputs)
+            found += [
+                v
+                for n in ir.traversal.RecursiveGraphIterator(graph)
+                for v in n.inputs
+                if v is not None and v not in inner and v.name not in graph.initializers
+            ]
+    return found
+
+
+def _value_info(name: str, array: np.ndarray) -> onnx.ValueInfoProto:
+    return onnx.helper.make_tensor_value_info(name, onnx.helper.np_dtype_to_tensor_dtype(array.dtype), array.shape)
