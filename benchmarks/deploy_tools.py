@@ -13,8 +13,39 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnx_ir as ir
 
 Tool = Callable[[Path, Path], None]
+
+
+def wrong_makers(model: ir.Model, source: ir.Model) -> list[tuple[str, str, str]]:
+    """Nodes of a retagged model (functions inlined) that make a value the flat ``source`` made,
+    by name, and are not on that value's maker's module: (node, its module, the maker's). A
+    fusion may carry the maker among its tags. Empty: every value maker on its module."""
+    from hiercompile.passes import InlineFunctionsPass, get_tags
+
+    makers = {v.name: get_tags(n)[0] for n in source.graph for v in n.outputs if v.name and get_tags(n)}
+    model = ir.from_proto(ir.to_proto(model))  # a copy (a tool may leave the nodes out of order)
+    InlineFunctionsPass()(model)
+    return [
+        (node.name, get_tags(node)[0], makers[value.name])
+        for node in model.graph
+        for value in node.outputs
+        if value.name in makers
+        and get_tags(node)
+        and get_tags(node)[0] != makers[value.name]
+        and not (len(get_tags(node)) > 1 and makers[value.name] in get_tags(node))
+    ]
+
+
+def value_makers(model: ir.Model, source: ir.Model) -> int:
+    """How many nodes of a retagged model (functions inlined) make a value the flat ``source`` made, by name."""
+    from hiercompile.passes import InlineFunctionsPass, get_tags
+
+    names = {v.name for n in source.graph for v in n.outputs if v.name and get_tags(n)}
+    model = ir.from_proto(ir.to_proto(model))
+    InlineFunctionsPass()(model)
+    return sum(v.name in names for n in model.graph if get_tags(n) for v in n.outputs)
 
 
 def _ort_optimized(level: str) -> Tool:

@@ -66,6 +66,9 @@ class SourceIndex:
                 if value is not None:
                     self.consumers[value].append((node, index))
         self.initializer_tags = {name: get_tags(v) for name, v in graph.initializers.items()}
+        self.nodes_by_last_segment: dict[str, list[ir.Node]] = collections.defaultdict(list)
+        for node in self.nodes:
+            self.nodes_by_last_segment[node.name.rsplit("/", 1)[-1]].append(node)
         self.by_last_segment: dict[str, list[ir.Value]] = collections.defaultdict(list)
         for name, value in self.values.items():
             self.by_last_segment[name.rsplit("/", 1)[-1]].append(value)
@@ -97,6 +100,14 @@ class SourceIndex:
             return []
         suffix = name[name.index("/") :]
         return [v for v in self.by_last_segment.get(name.rsplit("/", 1)[-1], []) if v.name.endswith(suffix)]
+
+    def nodes_by_suffix(self, name: str) -> list[ir.Node]:
+        """Source nodes whose names end as ``name`` does from its first ``/`` on: the same node of
+        a function body, inlined by another tool under another prefix."""
+        if "/" not in name:
+            return []
+        suffix = name[name.index("/") :]
+        return [n for n in self.nodes_by_last_segment.get(name.rsplit("/", 1)[-1], []) if n.name.endswith(suffix)]
 
     def region(self, ends: Iterable[ir.Value], starts: set[ir.Value]) -> list[ir.Node] | None:
         """The original nodes between ``starts`` and ``ends``: what a fused node stands for."""

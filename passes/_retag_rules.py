@@ -195,6 +195,8 @@ class Matcher:
         names = [node.outputs[0].name or "", node.name or ""]  # a tool may name the node after the value
         names += ["_".join(node.name.split("_")[:k]) for k in range(node.name.count("_"), 0, -1)] if node.name else []
         candidates = list(dict.fromkeys(c for name in names for c in self.source.by_suffix(name)))
+        if not candidates and node.name and node.op_type not in HELPER_OPS:
+            return self.by_body_node(node, starts, makes=True)
         if node.op_type in HELPER_OPS:  # named after the value it reads, or a helper's form of it,
             passed = [c for c in candidates if any(c in self.source.helper_forms(start) for start in starts)]
             if len(passed) == 1:  # a form of what it reads (a copy, quantized): it makes nothing new
@@ -224,6 +226,30 @@ class Matcher:
         self.values.setdefault(node.outputs[0], value)
         for other in node.outputs[1:]:  # a split that fused several slices: each output is named as its slice
             self.suffix_value(other, starts)
+        return self.fuse(node, region)
+
+    def by_body_node(self, node: ir.Node, starts: set[ir.Value], makes: bool = False) -> bool:  # rules 3, 8
+        """A node named after a body's node plus ``/…`` (``…/Mul_0/QuickGeluFusion/``) has the tags
+        of the one source node so named nearest after what it reads, as a name extending a node's
+        name does in the flat form. With ``makes``, only where it is that node, or fused the
+        nodes up to it from what it reads (a sigmoid and the multiply it is named after), and then
+        it makes that node's values."""
+        prefixes = [p for p in name_prefixes(node.name) if node.name[len(p)] == "/" and "/" in p]
+        named = list(dict.fromkeys(n for p in prefixes for n in self.source.nodes_by_suffix(p)))
+        if not named or any(v in starts for n in named for v in n.outputs):
+            return False  # none, or named after an op whose value it reads: it comes after that op
+        regions = [(r, n) for n in named if (r := self.source.between(n.outputs, starts))]
+        nearest = [n for r, n in regions if len(r) == min(len(r) for r, _ in regions)]
+        if len(nearest) != 1:
+            return False
+        region = next(r for r, n in regions if n is nearest[0])
+        if not makes:
+            self.tags[node] = (get_tags(nearest[0]), "name prefix")
+            return True
+        if len(node.outputs) != len(nearest[0].outputs) or (len(region) == 1 and nearest[0].op_type != node.op_type):
+            return False  # named after the first op it fused (``…/MatMul_0/MatMulAddFusion``): no value of it
+        for mine, theirs in zip(node.outputs, nearest[0].outputs, strict=True):
+            self.values.setdefault(mine, theirs)
         return self.fuse(node, region)
 
     def backward(self, node: ir.Node) -> bool:  # rule 5
@@ -278,6 +304,8 @@ class Matcher:
                 )
                 if found is not None:
                     self.tags[node] = (get_tags(found), "name prefix")
+                elif node.op_type not in HELPER_OPS and (starts := self.starts(node)) is not None:
+                    self.by_body_node(node, starts)
         # the tool's own names: a helper named after an op it made, or after that op's raw output
         # (named after a value of the source instead, it prepares that value for the ops reading it: rule 9)
         own: dict[str, ir.Node | None] = {v.name: None for v in self.values if v.name}

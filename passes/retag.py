@@ -131,7 +131,9 @@ class RetagPass(ir.passes.InPlacePass):
        as an inlined body's value): found from its readers alone, it may be a copy made for
        them (a quantize-dequantize pair before an op), and serves them.
     8. **Name prefix.** A node whose name extends a source node's name by ``/``, ``_`` or
-       ``:`` (``…/MatMul_0_quant``, ``…/MatMul_3/MatMulScaleFusion/``) has its tags. A
+       ``:`` (``…/MatMul_0_quant``, ``…/MatMul_3/MatMulScaleFusion/``) has its tags; named so
+       after an inlined body's node, it has those of the nearest node so named after what it
+       reads. A
        helper whose name so extends the name of a tagged op of the transformed model, or of
        an output of that op the source does not have (``…/Conv_0_quant_output_scale_mul``,
        ``…_output_quantized_cast``: finishing the op's raw output), serves that op.
@@ -148,8 +150,9 @@ class RetagPass(ir.passes.InPlacePass):
         (``namespace``, :class:`NamespacePass`), the retagged nodes are grouped so too.
         Nodes a tool left out of order (float16 conversion) are sorted, as ONNX requires.
     12. ``source`` may be the functions form: the main graph is matched against it inlined,
-        and the bodies of the functions a tool kept as functions keep their relative tags,
-        or get those of the source body's node of the same name and op.
+        a call of a function a tool kept is the source's call of that name (or its one call
+        of that function), and the bodies of the functions a tool kept as functions keep their
+        relative tags, or get those of the source body's node of the same name and op.
     13. **Relation.** The result states whether the model comes from the source: at least
         half of its weights' elements are the source's (same name and size, named after one,
         or holding the same non-zero values in any layout, as a blocked-layout copy does); a
@@ -169,6 +172,7 @@ class RetagPass(ir.passes.InPlacePass):
             flat = flat.clone()
             InlineFunctionsPass()(flat)
         matcher = Matcher(SourceIndex(flat), graph)
+        self._calls(model, matcher)
         matcher.run(nodes)
         nodes += self._function_bodies(model, matcher)
         result = RetagResult(model, modified=True, total=len(nodes))
@@ -205,6 +209,20 @@ class RetagPass(ir.passes.InPlacePass):
             "retagged %d of %d nodes: %s", result.total - len(result.unmapped), result.total, dict(result.evidence)
         )
         return result
+
+    def _calls(self, model: ir.Model, matcher: Matcher) -> None:
+        """Rule 12: a call of a function the model kept is the source's call of that name, or its
+        one call of that function."""
+        kept = {key for key, f in model.functions.items() if f.domain == FUNCTION_DOMAIN}
+        source_calls = [n for n in self.source.graph if n.domain == FUNCTION_DOMAIN]
+        for node in model.graph:
+            if (node.domain, node.op_type, node.overload) not in kept:
+                continue
+            same = [n for n in source_calls if n.op_type == node.op_type]
+            named = [n for n in same if n.name == node.name]
+            found = named or (same if len(same) == 1 else [])
+            if found:
+                matcher.tags[node] = (get_tags(found[0]), "call")
 
     def _function_bodies(self, model: ir.Model, matcher: Matcher) -> list[ir.Node]:
         """Rule 12: the nodes of the functions form's bodies a tool kept as functions."""

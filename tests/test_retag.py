@@ -425,14 +425,14 @@ def exports(tmp_path_factory):
 
 
 # a vision model, a decoder, a convolutional model with layer norms, an encoder-decoder, and a
-# mobile network (depthwise convolutions, hard-swish, squeeze-excite)
-ZOO = ["resnet", "gpt2", "convnext", "whisper", "mobilenet"]
+# mobile network (depthwise convolutions, hard-swish, squeeze-excite), and a mobile vision transformer
+ZOO = ["resnet", "gpt2", "convnext", "whisper", "mobilenet", "mobilevit"]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["bert", *ZOO])
 def test_deployment_tools_keep_their_tags(exports, name, tmp_path):
-    from deploy_tools import KNOWN_GAPS, TEXT_ONLY, TOOLS
+    from deploy_tools import KNOWN_GAPS, TEXT_ONLY, TOOLS, wrong_makers
 
     per_tool: dict[str, dict[str, collections.Counter]] = collections.defaultdict(dict)
     for form in ("model.onnx", "model.functions.onnx"):
@@ -465,25 +465,6 @@ def test_deployment_tools_keep_their_tags(exports, name, tmp_path):
     for tool_name, forms in per_tool.items():  # both forms, one tool: the same ops in the same modules
         if len(forms) == 2:
             assert forms["model.onnx"] == forms["model.functions.onnx"], tool_name
-
-
-def wrong_makers(model: ir.Model, source: ir.Model) -> list[tuple[str, str, str]]:
-    """Nodes (functions inlined) making a value the source made, by name, whose module is not
-    that value's maker's: (node, its module, the maker's). A fusion may carry the maker among its tags."""
-    from hiercompile.passes import InlineFunctionsPass
-
-    makers = {v.name: get_tags(n)[0] for n in source.graph for v in n.outputs if v.name and get_tags(n)}
-    model = ir.from_proto(ir.to_proto(model))  # a copy (a tool may leave the nodes out of order)
-    InlineFunctionsPass()(model)
-    return [
-        (node.name, get_tags(node)[0], makers[value.name])
-        for node in model.graph
-        for value in node.outputs
-        if value.name in makers
-        and get_tags(node)
-        and get_tags(node)[0] != makers[value.name]
-        and not (len(get_tags(node)) > 1 and makers[value.name] in get_tags(node))
-    ]
 
 
 def loads(path: Path) -> bool:

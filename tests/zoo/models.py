@@ -31,6 +31,17 @@ ZOO: dict[str, tuple[str, str, dict]] = {
     "mamba": ("MambaModel", "MambaConfig", {"hidden_size": 32, "num_hidden_layers": 2, "state_size": 4, **TOKENS}),
     "vit": ("ViTModel", "ViTConfig", {**SMALL, **IMAGE, "patch_size": 8}),
     "convnext": ("ConvNextModel", "ConvNextConfig", STAGES),
+    "mobilevit": (  # depthwise convolutions with residual sums, and attention over patches
+        "MobileViTModel",
+        "MobileViTConfig",
+        {
+            **IMAGE,
+            "hidden_sizes": [16, 24, 32],
+            "neck_hidden_sizes": [8, 8, 16, 16, 24, 32, 48],
+            "num_attention_heads": 2,
+            "patch_size": 2,
+        },
+    ),
     "resnet": ("ResNetModel", "ResNetConfig", {**STAGES, "embedding_size": 8}),
     "segformer": (
         "SegformerModel",
