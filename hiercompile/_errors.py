@@ -12,6 +12,7 @@ __all__ = [
     "CaptureError",
     "CaptureWarning",
     "CarryError",
+    "CompatError",
     "FallbackWarning",
     "FunctionsError",
     "HiercompileError",
@@ -59,6 +60,11 @@ class LowerError(HiercompileError):
 
 class CarryError(HiercompileError):
     """Tags could not be carried into the ONNX model, or the ONNX passes failed."""
+
+
+class CompatError(HiercompileError):
+    """A private part of torch, onnxscript, onnx-ir or transformers that hiercompile uses failed on
+    the installed version; the message names the library, its version and what to do."""
 
 
 class FunctionsError(HiercompileError):

@@ -9,8 +9,8 @@ import json
 from collections import Counter
 
 import onnx_ir as ir
-from onnx_ir import _cloner
 
+from .._compat._onnx_ir import clone_nodes
 from .namespace import NAMESPACE_KEY, ORIGINAL_NAMESPACE_KEY
 from .partition import attribute_key, is_convex, partition, subgraphs
 from .scoped_names import ORIGINAL_NAME_KEY, scope_of
@@ -331,8 +331,7 @@ class InlineFunctionsPass(ir.passes.InPlacePass):
                     node.metadata_props[NAMESPACE_KEY] = get_tags(node)[0].lstrip("/")
 
         value_map: dict[ir.Value, ir.Value | None] = dict(zip(function.inputs, call.inputs, strict=True))
-        cloner = _cloner.Cloner(attr_map={}, value_map=value_map, metadata_props={}, post_process=rename)
-        nodes = [cloner.clone_node(node) for node in function]
+        nodes = clone_nodes(function, value_map, rename)
         ir.convenience.replace_nodes_and_values(
             graph,
             insertion_point=call,

@@ -87,7 +87,7 @@ def test_custom_translation_table_is_forwarded():
 def test_translation_table_is_torchs_own():
     from torch.onnx._internal.exporter._registration import ONNXRegistry
 
-    from hiercompile._exporter._translations import new_registry
+    from hiercompile._compat._torch_onnx import new_registry
 
     ours, torchs = new_registry(23), ONNXRegistry.from_torchlib(opset_version=23)
 
@@ -176,8 +176,9 @@ class PromotesInABranch(nn.Module):
 def test_type_promotion_runs_where_torchs_pass_changes_the_program(model, inputs, needed):
     from torch.onnx._internal.exporter import _fx_passes
 
+    from hiercompile._compat._torch_onnx import needs_promotion
     from hiercompile._exporter._capture import capture
-    from hiercompile._exporter._lower import Lowering, _decomposed_by_op, _tables, needs_promotion
+    from hiercompile._exporter._lower import Lowering, _decomposed_by_op, _tables
 
     program = capture(model, (), inputs).program
     if not _decomposed_by_op(program, _tables(Lowering())[0]):  # a branch: torch's exporter decomposes it whole
@@ -190,11 +191,7 @@ def test_type_promotion_runs_where_torchs_pass_changes_the_program(model, inputs
 
 
 def test_a_program_without_promotions_lowers_as_with_torchs_pass(monkeypatch):
-    import contextlib
-
     from torch.onnx._internal.exporter import _fx_passes
-
-    import hiercompile._exporter._lower as lower_module
 
     ran = []
     real = _fx_passes.insert_type_promotion_nodes
@@ -203,7 +200,7 @@ def test_a_program_without_promotions_lowers_as_with_torchs_pass(monkeypatch):
     model, x = Block().eval(), torch.randn(3, 4, 8)
     skipped = hiercompile.export(model, (x,))
     assert ran == []
-    monkeypatch.setattr(lower_module, "_promotion_where_needed", contextlib.nullcontext)
+    monkeypatch.setenv("HIERCOMPILE_SAFE", "1")  # the public path: torch.onnx.export promotes every program
     promoted = hiercompile.export(model, (x,))
     assert ran == [1] and skipped.operations == promoted.operations
     with torch.no_grad():
@@ -247,12 +244,12 @@ def test_tables_are_torchs_built_once_and_follow_the_ops_loaded():
 
 
 def test_an_export_builds_the_tables_once(monkeypatch):
-    from hiercompile._exporter import _translations
+    from hiercompile._compat import _torch_onnx
 
     built = []
-    real = _translations.new_registry
-    monkeypatch.setattr(_translations, "new_registry", lambda opset: built.append(opset) or real(opset))
-    _translations._torchlib_tables.cache_clear()  # as in a fresh process
+    real = _torch_onnx.new_registry
+    monkeypatch.setattr(_torch_onnx, "new_registry", lambda opset: built.append(opset) or real(opset))
+    _torch_onnx._torchlib_tables.cache_clear()  # as in a fresh process
     model, x = Block().eval(), torch.randn(3, 4, 8)
     hiercompile.export(model, (x,), dynamic_shapes=({0: "batch_size"},))
     hiercompile.export(model, (x,))

@@ -8,7 +8,7 @@ import torch
 from conftest import run_ir
 from onnxscript import rewriter
 
-from hiercompile._exporter import _optimizer
+from hiercompile._compat import _onnxscript
 
 TEXT = """
 <ir_version: 10, opset_import: ["" : 18]>
@@ -30,10 +30,10 @@ def test_a_rule_of_several_outputs_rewrites_as_onnxscripts_own_and_is_tried_at_i
     theirs, ours = ir.from_onnx_text(TEXT), ir.from_onnx_text(TEXT)
     want = run_ir(theirs, {"x": x})
     rewriter.RewritePass(rules)(theirs)
-    _, rewrite = _optimizer._private_parts()
+    _, rewrite = _onnxscript._private_parts()
     tried = []
     for rule in rewrite.rules.rules:
-        if isinstance(rule, _optimizer._FirstOutputOp) and len(rule._target_pattern.output_nodes) > 1:
+        if isinstance(rule, _onnxscript._FirstOutputOp) and len(rule._target_pattern.output_nodes) > 1:
             inner = rule._rule.try_rewrite
             rule._rule.try_rewrite = lambda model, graph, node, _inner=inner, **kw: (
                 tried.append(node.op_type) or _inner(model, graph, node, **kw)
@@ -68,8 +68,8 @@ def test_every_rule_is_tried_at_its_op_only_and_rewrites_as_onnxscripts_own():
     theirs, ours = raw.clone(), raw.clone()
     rules = rewriter._DEFAULT_REWRITE_RULES
     rewriter.RewritePass(rules)(theirs)
-    _, rewrite = _optimizer._private_parts()
-    wrapped = [r for r in rewrite.rules.rules if isinstance(r, _optimizer._FirstOutputOp)]
+    _, rewrite = _onnxscript._private_parts()
+    wrapped = [r for r in rewrite.rules.rules if isinstance(r, _onnxscript._FirstOutputOp)]
     assert len(wrapped) >= len(rules) - 5  # nearly every rule has a fixed output op
     tried = []
     for rule in wrapped:

@@ -25,6 +25,7 @@ CLASSES = ["ExportResult", "HierarchyRetriever", "ModuleHierarchy", "PretrainedE
 ERRORS = [
     "CaptureError",
     "CarryError",
+    "CompatError",
     "FunctionsError",
     "HiercompileError",
     "InputError",

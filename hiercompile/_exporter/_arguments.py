@@ -22,8 +22,9 @@ from typing import Any
 import onnx_ir as ir
 import torch
 from torch import nn
-from torch.utils import _pytree as pytree
 
+from .._compat._torch import pytree
+from .._compat._torch_onnx import dims_from_axes, export_dims, rename_axes
 from .._errors import CaptureWarning, InputError
 
 # torch.onnx.export's arguments that only its TorchScript exporter or its own debugging
@@ -139,23 +140,16 @@ def read_arguments(
         return Arguments(
             args, kwargs, None, None, input_names, output_names, opset_version, custom_translation_table, False
         )
-    from torch.onnx._internal.exporter import _dynamic_shapes
-
     if dynamic_shapes is None and dynamic_axes is not None:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)
-                dynamic_shapes, args, kwargs = _dynamic_shapes.from_dynamic_axes_to_dynamic_shapes(
-                    model,
-                    args,
-                    kwargs,
-                    dynamic_axes=dynamic_axes,
-                    input_names=input_names,
-                    output_names=set(output_names or ()),
+                dynamic_shapes, args, kwargs = dims_from_axes(
+                    model, args, kwargs, dynamic_axes, input_names, set(output_names or ())
                 )
         except (ValueError, TypeError) as e:
             raise InputError(f"dynamic_axes {dict(dynamic_axes)!r} cannot be read: {e}; pass dynamic_shapes") from e
-    converted, named = _dynamic_shapes.convert_str_to_export_dim(dynamic_shapes)
+    converted, named = export_dims(dynamic_shapes)
     return Arguments(
         args,
         kwargs,
@@ -174,8 +168,6 @@ def name_axes(model: ir.Model, axis_names: Any) -> None:
     named ``Dim``s), everywhere in the model, as torch.onnx.export does."""
     if axis_names is None:
         return
-    from torch.onnx._internal.exporter import _dynamic_shapes, _ir_passes
-
     if isinstance(axis_names, Mapping):  # by input name: inputs that are no tensors have no ONNX input
         mapping = {}
         inputs = {value.name: value for value in model.graph.inputs}
@@ -205,9 +197,9 @@ def name_axes(model: ir.Model, axis_names: Any) -> None:
                         )
                 else:
                     mapping[symbol.value] = name
+        rename_axes(model, axis_names, mapping)
     else:
-        mapping = _dynamic_shapes.create_rename_mapping(model.graph.inputs, axis_names)
-    _ir_passes.rename_axis(model, mapping)
+        rename_axes(model, axis_names)
 
 
 def _per_input(axis_names: Mapping) -> Iterator[tuple[str, Any]]:

@@ -12,13 +12,19 @@ import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import torch
 import torch.fx.traceback as fx_traceback
 from torch import nn
 
-from .._compat._torch import rnn_while_loops, size_oblivious, tree_leaves
+from .._compat._torch import (
+    DynamoUserError,
+    no_fake_tensor_cache,
+    no_stack_traces,
+    rnn_while_loops,
+    size_oblivious,
+    tree_leaves,
+)
 from .._compat._transformers import register_caches
 from .._errors import CaptureError, CaptureWarning, InputError, UnusedInputWarning, first_line
 from .._logs import quiet_loggers
@@ -132,10 +138,10 @@ def _tracing(stack_traces: bool, dynamic: bool) -> Iterator[None]:
     """
     with contextlib.ExitStack() as stack:
         stack.enter_context(fx_traceback.preserve_node_meta())
-        if not stack_traces and hasattr(torch.fx.config, "do_not_emit_stack_traces"):
-            stack.enter_context(mock.patch.object(torch.fx.config, "do_not_emit_stack_traces", True))
+        if not stack_traces:
+            stack.enter_context(no_stack_traces())
         if dynamic:
-            stack.enter_context(torch._dynamo.config.patch(fake_tensor_cache_enabled=False))
+            stack.enter_context(no_fake_tensor_cache())
             stack.enter_context(rnn_while_loops())
         yield
 
@@ -155,7 +161,7 @@ def _with_refined_shapes(run: Callable, model: nn.Module, args: tuple, kwargs: d
     without the model's maximum of 512), run it again with them, as torch.onnx.export does."""
     try:
         return run(model, args, kwargs, dynamic_shapes)
-    except torch._dynamo.exc.UserError as e:
+    except DynamoUserError as e:
         if dynamic_shapes is None:
             raise
         try:

@@ -20,10 +20,17 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import torch
-from torch._dispatch.python import enable_python_dispatcher
 from torch.fx.experimental.proxy_tensor import make_fx
-from torch.utils import _pytree as pytree
 
+from .._compat._torch import (
+    HigherOrderOperator,
+    OperatorBase,
+    OpOverload,
+    always_decomposed,
+    detect_fake_mode,
+    python_dispatcher,
+    pytree,
+)
 from .._compat._torch import size_oblivious as oblivious
 
 logger = logging.getLogger(__name__)
@@ -48,8 +55,8 @@ _Trace = tuple[torch.fx.Node, list[torch.fx.Node], torch.fx.GraphModule]
 
 def decompose_ops(
     program: torch.export.ExportedProgram,
-    table: Mapping[torch._ops.OperatorBase, Callable],
-    translated: Collection[torch._ops.OperatorBase],
+    table: Mapping[OperatorBase, Callable],
+    translated: Collection[OperatorBase],
     *,
     size_oblivious: bool = False,
 ) -> str | None:
@@ -87,9 +94,9 @@ def decompose_ops(
             return f"{node.name} calls a submodule"
         if node.op != "call_function" or node.target in _ASSERTIONS:
             continue
-        if not isinstance(node.target, torch._ops.OpOverload):
+        if not isinstance(node.target, OpOverload):
             if getattr(node.target, "__module__", None) in _SIZE_MODULES and not isinstance(
-                node.target, torch._ops.HigherOrderOperator
+                node.target, HigherOrderOperator
             ):
                 continue
             return f"{node.name} calls {node.target}, not an ATen op"
@@ -101,15 +108,17 @@ def decompose_ops(
         node
         for node in graph.nodes
         if node.op == "call_function"
-        and isinstance(node.target, torch._ops.OpOverload)
+        and isinstance(node.target, OpOverload)
         and node.target not in _ASSERTIONS
         and _decomposes(node.target, table, translated)
     ]
     if not todo:
         _cleaned(program)
         return None
+    if python_dispatcher() is None:
+        return "this torch has no Python dispatcher to trace an op with"
     values = [n.meta.get("val") for node in todo for n in node.all_input_nodes]
-    fake_mode = torch._guards.detect_fake_mode([v for v in values if isinstance(v, torch.Tensor)])
+    fake_mode = detect_fake_mode([v for v in values if isinstance(v, torch.Tensor)])
     if any(v is None for v in values) or fake_mode is None or fake_mode.shape_env is None:
         return "an op's input has no value recorded by the capture"
     guards = len(fake_mode.shape_env.guards)
@@ -135,7 +144,7 @@ def decompose_ops(
     return None
 
 
-def _functional_op(op: torch._ops.OpOverload) -> torch._ops.OpOverload | None:
+def _functional_op(op: OpOverload) -> OpOverload | None:
     """``add`` for ``add_``: the op that computes what ``op`` writes into its first input."""
     schema = op._schema
     written = [a for a in schema.arguments if a.alias_info is not None and a.alias_info.is_write]
@@ -143,7 +152,7 @@ def _functional_op(op: torch._ops.OpOverload) -> torch._ops.OpOverload | None:
         return None
     packet = getattr(getattr(torch.ops, op.namespace), op._opname[:-1], None)
     functional = getattr(packet, op._overloadname, None)
-    if not isinstance(functional, torch._ops.OpOverload) or functional._schema.is_mutable:
+    if not isinstance(functional, OpOverload) or functional._schema.is_mutable:
         return None
     return functional if [a.name for a in functional._schema.arguments] == [a.name for a in schema.arguments] else None
 
@@ -154,9 +163,7 @@ def _aliases(node: torch.fx.Node) -> bool:
         return True
     if node.target is operator.getitem:
         return _aliases(node.args[0])
-    return not isinstance(node.target, torch._ops.OpOverload) or any(
-        r.alias_info is not None for r in node.target._schema.returns
-    )
+    return not isinstance(node.target, OpOverload) or any(r.alias_info is not None for r in node.target._schema.returns)
 
 
 def _functionalize(graph: torch.fx.Graph, writes: list[torch.fx.Node]) -> str | None:
@@ -192,20 +199,14 @@ def _functionalize(graph: torch.fx.Graph, writes: list[torch.fx.Node]) -> str | 
     return None
 
 
-def _decomposes(
-    op: torch._ops.OpOverload, table: Mapping[torch._ops.OperatorBase, Callable], translated: Collection
-) -> bool:
+def _decomposes(op: OpOverload, table: Mapping[OperatorBase, Callable], translated: Collection) -> bool:
     """Whether torch's exporter would decompose ``op``: it is in ``table``, it has no
     translation, or it is a composite op torch always decomposes (one that may alias or
     mutate its inputs: ``reshape``, ``to``, ``batch_norm``)."""
-    from torch._export.utils import _check_valid_to_preserve, _is_cia_op
-
-    return op in table or op not in translated or (_is_cia_op(op) and not _check_valid_to_preserve(op))
+    return op in table or op not in translated or always_decomposed(op) is not False
 
 
-def _trace(
-    node: torch.fx.Node, table: Mapping[torch._ops.OperatorBase, Callable], seen: dict[tuple, Any]
-) -> _Trace | str | None:
+def _trace(node: torch.fx.Node, table: Mapping[OperatorBase, Callable], seen: dict[tuple, Any]) -> _Trace | str | None:
     """``node``'s op alone, traced with its decompositions; None when that is the op again.
 
     An op traced before with the same arguments (the same constants, inputs of the same
@@ -223,7 +224,7 @@ def _trace(
     sub = seen[key]
     if sub is None:
         return None
-    if any(isinstance(n.target, torch._ops.OpOverload) and n.target._schema.is_mutable for n in sub.graph.nodes):
+    if any(isinstance(n.target, OpOverload) and n.target._schema.is_mutable for n in sub.graph.nodes):
         return f"{node.name}'s decomposition mutates a tensor"
     return node, inputs, sub
 
@@ -240,7 +241,7 @@ def _described(arg: Any) -> Any:
 
 
 def _traced(
-    op: Any, flat: list, spec: Any, where: list[int], table: Mapping[torch._ops.OperatorBase, Callable]
+    op: Any, flat: list, spec: Any, where: list[int], table: Mapping[OperatorBase, Callable]
 ) -> torch.fx.GraphModule | None:
     def run(*values: Any) -> Any:
         full = list(flat)
@@ -253,7 +254,7 @@ def _traced(
     # fake mode (entered by the caller) and the Python dispatcher, which holds torch's
     # Python kernels of composite ops; "symbolic" tracing would first copy every input
     # into a new fake tensor (a fifth of the time)
-    with enable_python_dispatcher():
+    with python_dispatcher():
         sub = make_fx(run, decomposition_table=table, tracing_mode="real")(*(flat[i].meta["val"] for i in where))
     ops = [n for n in sub.graph.nodes if n.op == "call_function"]
     return None if len(ops) == 1 and ops[0].target is op else sub

@@ -29,8 +29,8 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils import _pytree as pytree
 
+from .._compat._torch import fake_tensor_mode, pytree
 from .._compat._transformers import register_caches
 from .._errors import InputError
 from .._tasks import BATCH, ENCODER_SEQUENCE, NEW_TOKENS, PAST, SEQUENCE, TOTAL, Task
@@ -154,9 +154,7 @@ def _eager(model: nn.Module, call: Callable[[], Any]) -> Any:
     with torch.no_grad():
         if not meta_parameters(model):
             return call()
-        from torch._subclasses.fake_tensor import FakeTensorMode
-
-        with FakeTensorMode(allow_non_fake_inputs=True):
+        with fake_tensor_mode(allow_non_fake_inputs=True):
             output = call()
     return pytree.tree_map_only(torch.Tensor, lambda t: torch.zeros(t.shape, dtype=t.dtype), output)
 

@@ -9,20 +9,19 @@ import logging
 import re
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
-from unittest import mock
+from typing import Any
 
 import onnx_ir as ir
 import torch
 
+from .._compat import fast_paths
+from .._compat._torch import OpOverload, custom_op_implementation
+from .._compat._torch_onnx import Tables, default_opset, exporter_opset, new_registry, torchlib_tables, translate
 from .._errors import LowerError, first_line
 from .._logs import quiet_loggers
 from ..passes import ContiguousViewsPass, MetaWeightsPass
 from ._arguments import name_axes
 from ._decompose import decompose_ops
-
-if TYPE_CHECKING:
-    from ._translations import Tables
 
 logger = logging.getLogger(__name__)
 
@@ -93,10 +92,11 @@ def lower(
     lowering = lowering or Lowering()
     remedies = {"views", "custom ops"}
     tables, opset = _tables(lowering)
-    decomposed = _decomposed_by_op(program, tables, lowering.size_oblivious)
+    decomposed = tables is not None and _decomposed_by_op(program, tables, lowering.size_oblivious)
     while True:
         try:
-            onnx_program = _translate(program, tables, opset, decomposed)
+            with _quiet():
+                onnx_program = translate(program, tables, opset, decomposed, lowering.custom_translation_table)
             break
         except Exception as e:
             text = str(e)
@@ -106,7 +106,7 @@ def lower(
             elif "custom ops" in remedies and (ops := _custom_ops(program, lowering)):
                 remedies.discard("custom ops")  # rule 2
                 program = _decompose(program, ops)
-                decomposed = _decomposed_by_op(program, tables, lowering.size_oblivious)  # their implementations' ops
+                decomposed = tables is not None and _decomposed_by_op(program, tables, lowering.size_oblivious)
             else:
                 raise LowerError(f"lower step (torch.onnx dynamo exporter) failed: {_describe(e)}") from e
     reached = onnx_program.model.opset_imports.get("")
@@ -127,7 +127,7 @@ def lower(
     return onnx_program.model, onnx_program.exported_program
 
 
-def _custom_ops(program: torch.export.ExportedProgram, lowering: Lowering) -> list[torch._ops.OpOverload]:
+def _custom_ops(program: torch.export.ExportedProgram, lowering: Lowering) -> list[OpOverload]:
     """The ops of libraries' own in the program (any namespace but aten's and prims') the caller does not translate."""
     translated = set(lowering.custom_translation_table or {})
     return sorted(
@@ -136,7 +136,7 @@ def _custom_ops(program: torch.export.ExportedProgram, lowering: Lowering) -> li
             for module in program.graph_module.modules()
             if isinstance(module, torch.fx.GraphModule)
             for node in module.graph.nodes
-            if isinstance(node.target, torch._ops.OpOverload)
+            if isinstance(node.target, OpOverload)
             and node.target.namespace not in ("aten", "prims")
             and node.target not in translated
         },
@@ -144,11 +144,10 @@ def _custom_ops(program: torch.export.ExportedProgram, lowering: Lowering) -> li
     )
 
 
-def _decompose(program: torch.export.ExportedProgram, ops: list[torch._ops.OpOverload]) -> torch.export.ExportedProgram:
+def _decompose(program: torch.export.ExportedProgram, ops: list[OpOverload]) -> torch.export.ExportedProgram:
     """``program`` with each op replaced by the ops its Python implementation runs."""
-    from torch._library.custom_ops import OPDEFS  # where torch.library.custom_op keeps the definitions
 
-    def fix(op: torch._ops.OpOverload) -> str:
+    def fix(op: OpOverload) -> str:
         return (
             f"pass custom_translation_table={{torch.ops.{op.namespace}.{op._opname}.{op._overloadname}: "
             "an onnxscript function} to hiercompile.export"
@@ -156,13 +155,13 @@ def _decompose(program: torch.export.ExportedProgram, ops: list[torch._ops.OpOve
 
     table = {}
     for op in ops:
-        definition = OPDEFS.get(op.name())
-        if definition is None:
+        implementation = custom_op_implementation(op)
+        if implementation is None:
             raise LowerError(
                 f"lower step: the op {op.name()} has no ONNX translation and no Python implementation "
                 f"to export through; {fix(op)}"
             )
-        table[op] = definition._init_fn
+        table[op] = implementation
     try:
         with _quiet():
             return program.run_decompositions(table)
@@ -174,16 +173,14 @@ def _decompose(program: torch.export.ExportedProgram, ops: list[torch._ops.OpOve
         ) from e
 
 
-def _tables(lowering: Lowering) -> tuple[Tables, int]:
+def _tables(lowering: Lowering) -> tuple[Tables | None, int]:
     """The translation table for ``lowering`` (the caller's translations included), what
-    torch's exporter derives from it, and the opset."""
-    from torch.onnx import _constants as onnx_constants
-    from torch.onnx._internal.exporter import _constants
-
-    from ._translations import Tables, new_registry, torchlib_tables
-
-    opset = lowering.opset_version or onnx_constants.ONNX_DEFAULT_OPSET
-    table_opset = max(opset, _constants.TORCHLIB_OPSET)  # older opsets: converted after, as torch does
+    torch's exporter derives from it, and the opset; no table where the fast paths are off
+    (torch's export builds its own)."""
+    opset = lowering.opset_version or default_opset()
+    if not fast_paths():
+        return None, opset
+    table_opset = max(opset, exporter_opset())  # older opsets: converted after, as torch does
     with _quiet():  # building the table warns of torchvision's ops when torchvision is missing
         if not lowering.custom_translation_table:
             return torchlib_tables(table_opset), opset
@@ -199,89 +196,3 @@ def _decomposed_by_op(program: torch.export.ExportedProgram, tables: Tables, siz
     if why_not:
         logger.info("lower: %s; torch's exporter decomposes the whole program", why_not)
     return why_not is None
-
-
-def _already_decomposed() -> contextlib.AbstractContextManager:
-    """torch's exporter with its decomposition step left out, for a program decomposed op by op."""
-    from torch.onnx._internal.exporter import _fx_passes
-
-    return mock.patch.object(_fx_passes, "decompose_with_registry", lambda program, registry: program)
-
-
-def needs_promotion(graph_module: torch.fx.GraphModule) -> bool:
-    """Whether torch's type-promotion pass would change ``graph_module`` (or a subgraph):
-    an op with a promotion rule has an argument of another dtype than the rule asks for.
-
-    Read from the values the capture recorded on each node (``meta["val"]``), as the pass
-    reads them after running every node again with fake tensors; where a value is not
-    there or not of a kind the pass knows, the answer is yes, and the pass decides.
-    """
-    from torch.onnx._internal.fx import type_utils
-    from torch.onnx._internal.fx.passes import type_promotion
-
-    def promotes(arg: Any, dtype: torch.dtype | None) -> bool:  # the cases of the pass's _maybe_promote_arg
-        if dtype is None:
-            return False
-        if isinstance(arg, torch.fx.Node):
-            value = arg.meta.get("val")
-            if isinstance(value, torch.Tensor):
-                return value.dtype != dtype
-            if type_utils.is_torch_symbolic_type(value):
-                return type_utils.from_scalar_type_to_torch_dtype(type(value)) != dtype
-            return True
-        if (scalar := type_utils.from_scalar_type_to_torch_dtype(type(arg))) is not None:
-            return scalar != dtype
-        if isinstance(arg, (tuple, list)):
-            return any(promotes(a, dtype) for a in arg)
-        return True
-
-    table = type_promotion.TypePromotionTable()
-    for module in graph_module.modules():
-        if not isinstance(module, torch.fx.GraphModule):
-            return True
-        for node in module.graph.nodes:
-            rule = type_promotion.get_type_promotion_rule(node, table) if node.op == "call_function" else None
-            if rule is None:
-                continue
-            if any(isinstance(a, torch.fx.Node) and "val" not in a.meta for a in node.all_input_nodes):
-                return True
-            args, kwargs = torch.fx.node.map_arg((node.args, node.kwargs), lambda a: a.meta["val"])
-            wanted = rule.preview_type_promotion(args, kwargs)
-            if any(promotes(a, wanted.args_dtypes.get(i)) for i, a in enumerate(node.args)) or any(
-                promotes(a, wanted.kwargs_dtypes.get(k)) for k, a in node.kwargs.items()
-            ):
-                return True
-    return False
-
-
-def _promotion_where_needed() -> contextlib.AbstractContextManager:
-    """torch's exporter with its type-promotion pass run only on a program it would change
-    (:func:`needs_promotion`): the pass runs every op of the program again with fake
-    tensors to find out, which costs as much as a third of the lowering."""
-    from torch.onnx._internal.exporter import _fx_passes
-
-    promote = _fx_passes.insert_type_promotion_nodes
-
-    def where_needed(graph_module: torch.fx.GraphModule) -> None:
-        if needs_promotion(graph_module):
-            promote(graph_module)
-
-    return mock.patch.object(_fx_passes, "insert_type_promotion_nodes", where_needed)
-
-
-def _translate(
-    program: torch.export.ExportedProgram, tables: Tables, opset: int, decomposed: bool
-) -> torch.onnx.ONNXProgram:
-    """What ``torch.onnx.export(program, dynamo=True, optimize=False)`` does, with the
-    translation table built once (:func:`._translations.torchlib_tables`), without decomposing
-    again a program decomposed op by op, and with type promotion only where an op needs it."""
-    from torch.onnx._internal.exporter import _core
-
-    with (
-        _quiet(),
-        _promotion_where_needed(),
-        _already_decomposed() if decomposed else contextlib.nullcontext(),
-    ):
-        return _core.export(
-            program, registry=tables.registry, dynamic_shapes={}, optimize=False, verbose=False, opset_version=opset
-        )

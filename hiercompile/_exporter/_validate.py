@@ -21,8 +21,8 @@ import onnx_ir as ir
 import onnxruntime as ort
 import torch
 from torch import nn
-from torch.utils import _pytree as pytree
 
+from .._compat._torch import pytree
 from .._errors import ValidationError
 from .._ort import session
 from .._tasks import PAST, Task

@@ -24,8 +24,8 @@ from typing import Any
 import onnx_ir as ir
 import torch
 from torch import nn
-from torch.utils import _pytree as pytree
 
+from .._compat._torch import pytree
 from .._errors import InputError
 
 # the safetensors format: an 8-byte little-endian header size, a JSON header naming each

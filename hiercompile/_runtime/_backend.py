@@ -32,6 +32,7 @@ from torch import fx, nn
 
 from .. import _ort
 from .._artifacts import INDEX_FILE
+from .._compat._torch import compiled_module_type, current_dynamo_frame, no_tracing_context
 from .._errors import CaptureError, FallbackWarning, InputError, first_line
 from .._exporter import ExportResult, export_program
 from .._io import json_writer, write_files
@@ -57,9 +58,7 @@ def _frame_module(gm: fx.GraphModule) -> nn.Module:
     module is found on the live call stack: the frame that called the resumed one runs
     the forward whose line the resumed frame starts at.
     """
-    from torch._dynamo.symbolic_convert import InstructionTranslator
-
-    tx = InstructionTranslator.current_tx()
+    tx = current_dynamo_frame()
     if tx is None:
         raise InputError("hiercompile's backend was called outside dynamo; pass it to torch.compile")
     names = [
@@ -105,10 +104,8 @@ def _root_and_prefix(module: nn.Module) -> tuple[nn.Module, str]:
     A graph break inside a submodule resumes in that submodule's forward; its tags
     still start at the compiled model, whose ``OptimizedModule`` is on the call stack.
     """
-    from torch._dynamo.eval_frame import OptimizedModule
-
     for candidate in _modules_on_stack():
-        if isinstance(candidate, OptimizedModule):
+        if isinstance(candidate, compiled_module_type()):
             for path, sub in candidate._orig_mod.named_modules():
                 if sub is module:
                     return candidate._orig_mod, path
@@ -432,7 +429,7 @@ class Backend:
         shapes = (tuple(dynamic.get(i) for i in user_positions),) if dynamic else None  # forward(*inputs)
         # export in a tracing context of its own: inside dynamo's, its symbolic sizes would become
         # guards on the user's frame that name the replay's arguments
-        with torch._guards.tracing(None):
+        with no_tracing_context():
             try:
                 program = torch.export.export(
                     replay, tuple(example_inputs[i] for i in user_positions), dynamic_shapes=shapes, strict=False
