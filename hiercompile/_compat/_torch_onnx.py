@@ -28,6 +28,7 @@ __all__ = [
     "rename_axes",
     "torchlib_tables",
     "translate",
+    "usable",
 ]
 
 import dataclasses
@@ -39,14 +40,18 @@ from typing import Any
 
 import onnx_ir as ir
 import torch
-from torch.onnx._internal.exporter import _registration
 
 from ._torch import OperatorBase, OpOverload, size_oblivious
 
 logger = logging.getLogger(__name__)
 
+try:
+    from torch.onnx._internal.exporter import _registration
+except ImportError:  # pragma: no cover - another torch: translate() runs torch.onnx.export
+    _registration = None
 
-class _Registry(_registration.ONNXRegistry):
+
+class _Registry(_registration.ONNXRegistry if _registration is not None else object):
     """torch's table, each translation's signature inferred, as torch infers it, when the
     translation is first looked up rather than when it is registered."""
 
@@ -74,6 +79,13 @@ class _Registry(_registration.ONNXRegistry):
                 meta.skip_signature_inference = False
                 meta.__post_init__()  # torch's own inference
         return metas
+
+
+def usable() -> bool:
+    """Whether this torch has the exporter's private stages (else :func:`translate` is its public export)."""
+    if _registration is None:
+        logger.debug("torch.onnx._internal.exporter._registration is missing: torch.onnx.export runs")
+    return _registration is not None
 
 
 def registered_ops() -> int:
@@ -141,9 +153,12 @@ def new_registry(opset: int) -> _registration.ONNXRegistry:
 
 
 def default_opset() -> int:
-    """The opset ``torch.onnx.export`` writes by default (``torch.onnx._constants``, torch 2.11 to 2.15)."""
-    from torch.onnx import _constants
-
+    """The opset ``torch.onnx.export`` writes by default (``torch.onnx._constants``, torch 2.11 to 2.15:
+    20); 20 without that name."""
+    try:
+        from torch.onnx import _constants
+    except ImportError:  # pragma: no cover - another torch
+        return 20
     return _constants.ONNX_DEFAULT_OPSET
 
 
@@ -214,7 +229,7 @@ def translate(
     op by op, and with type promotion only where an op needs it (:func:`needs_promotion`).
     Without: the public call itself.
     """
-    if tables is None:
+    if tables is None or _registration is None:
         return torch.onnx.export(
             program,
             dynamo=True,

@@ -14,9 +14,9 @@ from typing import Any
 import onnx_ir as ir
 import torch
 
+from .._compat import _torch_onnx as fast
 from .._compat import fast_paths
 from .._compat._torch import OpOverload, custom_op_implementation
-from .._compat._torch_onnx import Tables, default_opset, exporter_opset, new_registry, torchlib_tables, translate
 from .._errors import LowerError, first_line
 from .._logs import quiet_loggers
 from ..passes import ContiguousViewsPass, MetaWeightsPass
@@ -96,7 +96,7 @@ def lower(
     while True:
         try:
             with _quiet():
-                onnx_program = translate(program, tables, opset, decomposed, lowering.custom_translation_table)
+                onnx_program = fast.translate(program, tables, opset, decomposed, lowering.custom_translation_table)
             break
         except Exception as e:
             text = str(e)
@@ -173,24 +173,24 @@ def _decompose(program: torch.export.ExportedProgram, ops: list[OpOverload]) -> 
         ) from e
 
 
-def _tables(lowering: Lowering) -> tuple[Tables | None, int]:
+def _tables(lowering: Lowering) -> tuple[fast.Tables | None, int]:
     """The translation table for ``lowering`` (the caller's translations included), what
     torch's exporter derives from it, and the opset; no table where the fast paths are off
     (torch's export builds its own)."""
-    opset = lowering.opset_version or default_opset()
-    if not fast_paths():
+    opset = lowering.opset_version or fast.default_opset()
+    if not fast_paths() or not fast.usable():
         return None, opset
-    table_opset = max(opset, exporter_opset())  # older opsets: converted after, as torch does
+    table_opset = max(opset, fast.exporter_opset())  # older opsets: converted after, as torch does
     with _quiet():  # building the table warns of torchvision's ops when torchvision is missing
         if not lowering.custom_translation_table:
-            return torchlib_tables(table_opset), opset
-        registry = new_registry(table_opset)  # the caller's translations go into a table of its own
+            return fast.torchlib_tables(table_opset), opset
+        registry = fast.new_registry(table_opset)  # the caller's translations go into a table of its own
     for op, translation in lowering.custom_translation_table.items():
         registry.register_op(op, translation, is_complex=False)
-    return Tables.of(registry), opset
+    return fast.Tables.of(registry), opset
 
 
-def _decomposed_by_op(program: torch.export.ExportedProgram, tables: Tables, size_oblivious: bool = False) -> bool:
+def _decomposed_by_op(program: torch.export.ExportedProgram, tables: fast.Tables, size_oblivious: bool = False) -> bool:
     """Whether the ops of ``program`` without a translation could be decomposed one at a time."""
     why_not = decompose_ops(program, tables.decompositions, tables.translated, size_oblivious=size_oblivious)
     if why_not:
