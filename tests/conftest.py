@@ -79,6 +79,12 @@ def bert_export(bert_tiny, tmp_path_factory):
     return bert_tiny, inputs, result, out
 
 
+@pytest.fixture
+def fast_paths_on(monkeypatch):
+    """A test of a fast path itself runs it, also in the suite run with ``HIERCOMPILE_SAFE=1``."""
+    monkeypatch.delenv("HIERCOMPILE_SAFE", raising=False)
+
+
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch):
     """No test may reach a model hub."""

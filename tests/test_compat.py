@@ -86,6 +86,7 @@ def _by_module(result: hiercompile.ExportResult) -> collections.Counter:
     return collections.Counter((node.metadata_props["hiercompile.tag"], node.op_type) for node in result.model.graph)
 
 
+@pytest.mark.usefixtures("fast_paths_on")
 def test_the_public_paths_give_the_same_model(monkeypatch):
     """Every fast path against the public path it stands for (``HIERCOMPILE_SAFE=1``): torch's
     export with its own table, whole decomposition and type promotion; onnxscript's public

@@ -14,6 +14,8 @@ import hiercompile
 from hiercompile._exporter._decompose import _decomposes, decompose_ops
 from hiercompile._exporter._lower import Lowering, _tables
 
+pytestmark = pytest.mark.usefixtures("fast_paths_on")  # the op-by-op decomposition is a fast path
+
 
 class Gate(nn.Module):
     def forward(self, mask):

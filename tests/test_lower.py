@@ -162,6 +162,7 @@ class PromotesInABranch(nn.Module):
         return torch.cond(x.sum() > 0, lambda x: x * 2, lambda x: x.abs() + 1, (x,))
 
 
+@pytest.mark.usefixtures("fast_paths_on")
 @pytest.mark.parametrize(
     ("model", "inputs", "needed"),
     [
@@ -190,6 +191,7 @@ def test_type_promotion_runs_where_torchs_pass_changes_the_program(model, inputs
     assert ([str(m.graph) for m in module.modules()] != before) is needed
 
 
+@pytest.mark.usefixtures("fast_paths_on")
 def test_a_program_without_promotions_lowers_as_with_torchs_pass(monkeypatch):
     from torch.onnx._internal.exporter import _fx_passes
 
@@ -215,6 +217,7 @@ def test_a_program_without_promotions_lowers_as_with_torchs_pass(monkeypatch):
     np.testing.assert_allclose(run_ir(result.model, feeds)[0], want, atol=1e-6)
 
 
+@pytest.mark.usefixtures("fast_paths_on")
 def test_tables_are_torchs_built_once_and_follow_the_ops_loaded():
     from torch.onnx._internal.exporter import _decomp
     from torch.onnx._internal.exporter._registration import ONNXRegistry
@@ -243,6 +246,7 @@ def test_tables_are_torchs_built_once_and_follow_the_ops_loaded():
     assert _tables(Lowering())[0].decompositions.keys() == torchs.keys()  # as torch's table, it follows the ops
 
 
+@pytest.mark.usefixtures("fast_paths_on")
 def test_an_export_builds_the_tables_once(monkeypatch):
     from hiercompile._compat import _torch_onnx
 
