@@ -10,32 +10,9 @@ import importlib
 import types
 from typing import TYPE_CHECKING, Any
 
-from ._errors import (
-    AttributesWarning,
-    BrokenModelWarning,
-    CaptureError,
-    CaptureWarning,
-    CarryError,
-    CompatError,
-    FallbackWarning,
-    FunctionsError,
-    HiercompileError,
-    InputError,
-    LowerError,
-    ModelLoadError,
-    NotTaggedError,
-    OptionWarning,
-    ProfileError,
-    QueryError,
-    RetagError,
-    SaveError,
-    StaleResultWarning,
-    TagError,
-    UnusedInputWarning,
-    ValidationError,
-    VerifyError,
-)
+from . import errors
 from ._version import __version__
+from .errors import *  # noqa: F403 - the error and warning classes
 
 _LAZY = types.MappingProxyType(
     {
@@ -56,65 +33,27 @@ _LAZY = types.MappingProxyType(
         "backend": "._runtime._backend",
         "ModuleHierarchy": ".passes",
         "is_kept": ".passes",
+        "RetagResult": ".passes",
+        "FunctionizeResult": ".passes",
+        "ModuleCheck": "._tools._verify",
+        "ModuleTime": "._tools._profile",
     }
 )
 
-if TYPE_CHECKING:
-    from ._exporter import ExportResult, export
-    from ._exporter._pretrained import PretrainedExport, export_pretrained, verify_pretrained
-    from ._runtime._backend import backend
-    from ._tools._extract import extract
-    from ._tools._functions import functionize
-    from ._tools._profile import ProfileReport, profile
-    from ._tools._report import report
-    from ._tools._retag import retag
-    from ._tools._retrieve import HierarchyRetriever
-    from ._tools._verify import VerifyReport, verify
-    from .passes import ModuleHierarchy, is_kept
+if TYPE_CHECKING:  # the same names as _LAZY, for type checkers (a test holds them equal)
+    from ._exporter import ExportResult, export  # noqa: F401
+    from ._exporter._pretrained import PretrainedExport, export_pretrained, verify_pretrained  # noqa: F401
+    from ._runtime._backend import backend  # noqa: F401
+    from ._tools._extract import extract  # noqa: F401
+    from ._tools._functions import functionize  # noqa: F401
+    from ._tools._profile import ModuleTime, ProfileReport, profile  # noqa: F401
+    from ._tools._report import report  # noqa: F401
+    from ._tools._retag import retag  # noqa: F401
+    from ._tools._retrieve import HierarchyRetriever  # noqa: F401
+    from ._tools._verify import ModuleCheck, VerifyReport, verify  # noqa: F401
+    from .passes import FunctionizeResult, ModuleHierarchy, RetagResult, is_kept  # noqa: F401
 
-__all__ = [
-    "AttributesWarning",
-    "BrokenModelWarning",
-    "CaptureError",
-    "CaptureWarning",
-    "CarryError",
-    "CompatError",
-    "ExportResult",
-    "FallbackWarning",
-    "FunctionsError",
-    "HierarchyRetriever",
-    "HiercompileError",
-    "InputError",
-    "LowerError",
-    "ModelLoadError",
-    "ModuleHierarchy",
-    "NotTaggedError",
-    "OptionWarning",
-    "PretrainedExport",
-    "ProfileError",
-    "ProfileReport",
-    "QueryError",
-    "RetagError",
-    "SaveError",
-    "StaleResultWarning",
-    "TagError",
-    "UnusedInputWarning",
-    "ValidationError",
-    "VerifyError",
-    "VerifyReport",
-    "__version__",
-    "backend",
-    "export",
-    "export_pretrained",
-    "extract",
-    "functionize",
-    "is_kept",
-    "profile",
-    "report",
-    "retag",
-    "verify",
-    "verify_pretrained",
-]
+__all__ = [*errors.__all__, *_LAZY, "__version__"]  # the one list of public names
 
 
 def __getattr__(name: str) -> Any:

@@ -1,5 +1,8 @@
 """Errors and warnings of hiercompile: one error class per step, each message says what failed and what to do.
 
+Public as :mod:`hiercompile.errors` (and from the top of the package); :func:`first_line` is
+the package's own helper.
+
 This module imports nothing heavy, so the command line can report a bad argument
 without loading torch.
 """
@@ -30,7 +33,6 @@ __all__ = [
     "UnusedInputWarning",
     "ValidationError",
     "VerifyError",
-    "first_line",
 ]
 
 

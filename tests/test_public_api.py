@@ -21,7 +21,18 @@ FUNCTIONS = [
     "verify",
     "verify_pretrained",
 ]
-CLASSES = ["ExportResult", "HierarchyRetriever", "ModuleHierarchy", "PretrainedExport", "ProfileReport", "VerifyReport"]
+CLASSES = [
+    "ExportResult",
+    "FunctionizeResult",
+    "HierarchyRetriever",
+    "ModuleCheck",
+    "ModuleHierarchy",
+    "ModuleTime",
+    "PretrainedExport",
+    "ProfileReport",
+    "RetagResult",
+    "VerifyReport",
+]
 ERRORS = [
     "CaptureError",
     "CarryError",
@@ -84,6 +95,11 @@ def test_export_takes_torch_onnx_export_arguments():
 
 
 def test_errors_share_a_base_and_warnings_are_user_warnings():
+    import hiercompile.errors
+
+    assert sorted(hiercompile.errors.__all__) == sorted([*ERRORS, *WARNINGS])
+    for name in hiercompile.errors.__all__:
+        assert getattr(hiercompile.errors, name) is getattr(hiercompile, name)
     for name in ERRORS:
         assert issubclass(getattr(hiercompile, name), hiercompile.HiercompileError)
     for name in WARNINGS:
@@ -119,3 +135,13 @@ def test_no_module_level_mutable_state():
             if not name.startswith("__") and isinstance(value, mutable):
                 found.append(f"{info.name}.{name}")
     assert found == []
+
+
+def test_the_names_for_type_checkers_are_the_lazy_ones():
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse(Path(hiercompile.__file__).read_text())
+    checked = next(n for n in tree.body if isinstance(n, ast.If) and getattr(n.test, "id", "") == "TYPE_CHECKING")
+    names = {a.asname or a.name for node in checked.body for a in node.names}
+    assert names == set(hiercompile._LAZY)
