@@ -136,3 +136,12 @@ def test_inlining_without_onnx_irs_cloner_gives_the_same_model(monkeypatch, tmp_
     monkeypatch.setattr(_onnx_ir, "_copied", lambda *a: copied.append(1) or real(*a))
     monkeypatch.setitem(sys.modules, "onnx_ir._cloner", None)  # an onnx-ir without it
     assert inlined() == with_cloner and copied
+
+
+def test_a_missing_private_name_without_a_public_equivalent_is_a_compat_error():
+    from hiercompile._compat import required
+
+    with pytest.raises(hiercompile.CompatError, match=r"torch \S+ has no torch\._no_such\.thing.*doctor"):
+        required("torch._no_such", "thing", "a test")
+    with pytest.raises(hiercompile.CompatError, match=r"torch\._C\.no_such_name, which a test needs"):
+        required("torch._C", "no_such_name", "a test")

@@ -8,11 +8,18 @@ a probe that tells whether the installed library still has each (``hiercompile d
 
 from __future__ import annotations
 
-__all__ = ["PRIVATE_NAMES", "PrivateName", "available", "fast_paths"]
+__all__ = ["PRIVATE_NAMES", "PrivateName", "available", "fast_paths", "required"]
 
 import dataclasses
 import importlib
+import importlib.metadata
 import os
+import types
+from typing import Any
+
+from .._errors import CompatError
+
+_DISTRIBUTIONS = types.MappingProxyType({"onnx_ir": "onnx-ir"})  # import name -> distribution name
 
 
 def fast_paths() -> bool:
@@ -243,6 +250,23 @@ PRIVATE_NAMES = (
         "torch.export fails naming the cache class",
     ),
 )
+
+
+def required(module: str, attribute: str, purpose: str) -> Any:
+    """``module.attribute``, a private name with no public equivalent, or a :class:`CompatError`
+    that names the library, its version and what needs it."""
+    try:
+        return getattr(importlib.import_module(module), attribute)
+    except (ImportError, AttributeError) as e:
+        library = module.split(".")[0]
+        try:
+            version = importlib.metadata.version(_DISTRIBUTIONS.get(library, library))
+        except importlib.metadata.PackageNotFoundError:
+            version = "(version unknown)"
+        raise CompatError(
+            f"{library} {version} has no {module}.{attribute}, which {purpose} needs and which has no public "
+            "equivalent; install a version `hiercompile doctor` lists as checked"
+        ) from e
 
 
 def available(name: PrivateName) -> bool:

@@ -24,12 +24,19 @@ __all__ = [
 ]
 
 import contextlib
+import importlib
 import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
-from torch.utils import _pytree as pytree  # torch 2.11 to 2.15; torch has no public pytree module
+
+from . import required
+
+# torch's pytree module (torch 2.11 to 2.15; torch has no public one), or a CompatError
+pytree = importlib.import_module(
+    required("torch.utils._pytree", "__name__", "flattening inputs and caches as torch.export does")
+)
 
 logger = logging.getLogger(__name__)
 
@@ -164,9 +171,8 @@ except ImportError:  # pragma: no cover - another torch
 def current_dynamo_frame() -> Any:
     """The frame dynamo is translating, in a ``torch.compile`` backend
     (``torch._dynamo.symbolic_convert.InstructionTranslator.current_tx``, torch 2.11 to 2.15)."""
-    from torch._dynamo.symbolic_convert import InstructionTranslator
-
-    return InstructionTranslator.current_tx()
+    translator = required("torch._dynamo.symbolic_convert", "InstructionTranslator", "the torch.compile backend")
+    return translator.current_tx()
 
 
 def compiled_module_type() -> type:
@@ -182,16 +188,13 @@ def compiled_module_type() -> type:
 def no_tracing_context() -> contextlib.AbstractContextManager:
     """A tracing context of its own (``torch._guards.tracing(None)``, torch 2.11 to 2.15), so an
     export inside a compile backend adds no guards to the user's frame."""
-    from torch._guards import tracing
-
-    return tracing(None)
+    return required("torch._guards", "tracing", "the torch.compile backend")(None)
 
 
 def fake_tensor_mode(**options: Any) -> contextlib.AbstractContextManager:
     """torch's fake-tensor mode (``torch._subclasses.fake_tensor.FakeTensorMode``, torch 2.11 to 2.15)."""
-    from torch._subclasses.fake_tensor import FakeTensorMode as Mode
-
-    return Mode(**options)
+    mode = required("torch._subclasses.fake_tensor", "FakeTensorMode", "exporting a model on the meta device")
+    return mode(**options)
 
 
 def custom_op_implementation(op: OpOverload) -> Callable | None:

@@ -41,6 +41,7 @@ from typing import Any
 import onnx_ir as ir
 import torch
 
+from . import required
 from ._torch import OperatorBase, OpOverload, size_oblivious
 
 logger = logging.getLogger(__name__)
@@ -93,7 +94,8 @@ def registered_ops() -> int:
     imported later, ``quantized_decomposed``, registers its ops and their translations).
     Which op namespaces Python has looked at does not count: building the tables looks at
     more of them."""
-    return len(torch._C._dispatch_get_all_op_names())  # private: torch 2.11 to 2.15
+    names = required("torch._C", "_dispatch_get_all_op_names", "keeping translation tables per registered ops")
+    return len(names())  # torch 2.11 to 2.15
 
 
 @dataclasses.dataclass(frozen=True)
@@ -260,25 +262,22 @@ def translate(
 
 def dims_from_axes(model: Any, args: tuple, kwargs: dict, dynamic_axes: Any, input_names: Any, output_names: Any):
     """``(dynamic_shapes, args, kwargs)`` for torch.onnx's ``dynamic_axes``, as its export converts them."""
-    from torch.onnx._internal.exporter import _dynamic_shapes
-
-    return _dynamic_shapes.from_dynamic_axes_to_dynamic_shapes(
-        model, args, kwargs, dynamic_axes=dynamic_axes, input_names=input_names, output_names=output_names
+    convert = required(
+        "torch.onnx._internal.exporter._dynamic_shapes", "from_dynamic_axes_to_dynamic_shapes", "dynamic_axes"
     )
+    return convert(model, args, kwargs, dynamic_axes=dynamic_axes, input_names=input_names, output_names=output_names)
 
 
 def export_dims(dynamic_shapes: Any) -> tuple[Any, bool]:
     """``dynamic_shapes`` with axis names turned into ``torch.export.Dim``, and whether it named any."""
-    from torch.onnx._internal.exporter import _dynamic_shapes
-
-    return _dynamic_shapes.convert_str_to_export_dim(dynamic_shapes)
+    convert = required("torch.onnx._internal.exporter._dynamic_shapes", "convert_str_to_export_dim", "named axes")
+    return convert(dynamic_shapes)
 
 
 def rename_axes(model: ir.Model, axis_names: Any, mapping: dict[str, str] | None = None) -> None:
     """Rename the model's symbolic dims: by ``mapping`` (symbol -> name), or as torch.onnx.export
     names them from ``axis_names`` (dynamic shapes that name axes)."""
-    from torch.onnx._internal.exporter import _dynamic_shapes, _ir_passes
-
     if mapping is None:
-        mapping = _dynamic_shapes.create_rename_mapping(model.graph.inputs, axis_names)
-    _ir_passes.rename_axis(model, mapping)
+        create = required("torch.onnx._internal.exporter._dynamic_shapes", "create_rename_mapping", "named axes")
+        mapping = create(model.graph.inputs, axis_names)
+    required("torch.onnx._internal.exporter._ir_passes", "rename_axis", "named axes")(model, mapping)
