@@ -16,7 +16,9 @@ from torch import nn
 
 import hiercompile
 from hiercompile import FallbackWarning
-from hiercompile._runtime._backend import module_path, where_to_run
+from hiercompile._runtime._backend import module_path
+from hiercompile._runtime._eager import EagerRuntime
+from hiercompile._runtime._ort import where_to_run
 
 
 @torch.library.custom_op("hiercompile_test::twice", mutates_args=())
@@ -296,3 +298,36 @@ def test_tensors_on_several_devices_run_eagerly():
     with fake:
         tensors = [torch.empty(2, device="cuda:0"), torch.empty(2, device="cpu")]
     assert "several devices (cpu, cuda:0)" in where_to_run(tensors, None, ["CUDAExecutionProvider"])
+
+
+class CountingRuntime(EagerRuntime):
+    """A runtime of another package: runs the graph's own code and counts the calls."""
+
+    calls = 0
+
+    def load(self, compiled, placement):
+        def run(*args):
+            CountingRuntime.calls += 1
+            return compiled.eager(*args)
+
+        return run
+
+
+def test_a_runtime_joins_by_its_entry_point(monkeypatch, tmp_path):
+    import importlib.metadata
+
+    from hiercompile._runtime import _registry
+
+    point = importlib.metadata.EntryPoint("counting", "test_backend:CountingRuntime", _registry.ENTRY_POINTS)
+    real = importlib.metadata.entry_points
+    monkeypatch.setattr(
+        importlib.metadata, "entry_points", lambda group=None: [point] if group == _registry.ENTRY_POINTS else real()
+    )
+    torch.manual_seed(0)
+    model, x = nn.Sequential(nn.Linear(4, 4), nn.ReLU()).eval(), torch.randn(3, 4)
+    backend = hiercompile.backend(output_dir=tmp_path, runtime="counting")
+    with torch.no_grad():
+        torch.testing.assert_close(torch.compile(model, backend=backend)(x), model(x))
+    assert CountingRuntime.calls == 1 and (tmp_path / "graph_0" / "model.onnx").is_file()
+    with pytest.raises(hiercompile.InputError, match=r"one of 'counting', 'eager', 'ort'.*got 'tvm'"):
+        hiercompile.backend(runtime="tvm")

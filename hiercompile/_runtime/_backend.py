@@ -25,18 +25,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import onnx_ir as ir
 import torch
 import torch.fx.traceback as fx_traceback
 from torch import fx, nn
 
-from .. import _ort
 from .._artifacts import INDEX_FILE
 from .._compat._torch import compiled_module_type, current_dynamo_frame, no_tracing_context
 from .._errors import CaptureError, FallbackWarning, InputError, first_line
 from .._exporter import ExportResult, export_program
 from .._io import json_writer, write_files
 from ..passes import KeepPredicate, ModuleHierarchy, tag_graph_module
+from ._ort import TENSOR
+from ._registry import Compiled, runtime_named
 
 _ROOT_VARIABLE = re.compile(r"^L\['([^']+)'\]")
 
@@ -152,111 +152,11 @@ class _Replay(nn.Module):
             return fx.Interpreter(self._graph_module[0]).run(*args)
 
 
-CUDA_PROVIDER = "CUDAExecutionProvider"
-
-
-def where_to_run(
-    example_inputs: list[Any], requested: Sequence[str] | None, available: Sequence[str]
-) -> tuple[list, torch.device] | str:
-    """ONNX Runtime providers and device for a graph, or why it runs eagerly instead.
-
-    Rules:
-
-    1. With gradients needed (grad mode on and an input or parameter that requires
-       grad) the graph runs eagerly: ONNX Runtime computes no backward, and dynamo
-       compiles again when grad mode or ``requires_grad`` change.
-    2. The device is the one every tensor argument is on; tensors on several devices
-       run eagerly.
-    3. ``requested`` providers (the ``providers`` option) must all be ``available``.
-    4. On the CPU: the requested providers, else ``CPUExecutionProvider``. On a CUDA
-       device: the requested providers, else ``CUDAExecutionProvider`` for that device
-       with the CPU behind it; without it in ``available`` the graph runs eagerly.
-    """
-    tensors = [t for t in example_inputs if isinstance(t, torch.Tensor)]
-    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
-        return (
-            "gradients are needed (grad mode is on and an input or parameter requires grad), and ONNX Runtime "
-            "computes none; run under torch.no_grad() or torch.inference_mode() for ONNX Runtime"
-        )
-    devices = sorted({str(t.device) for t in tensors})
-    if len(devices) > 1:
-        return f"its tensors are on several devices ({', '.join(devices)})"
-    device = torch.device(devices[0] if devices else "cpu")
-    missing = [p for p in requested or () if p not in available]
-    if missing:
-        return f"onnxruntime offers no {', '.join(missing)} (it has {', '.join(available)})"
-    if requested:
-        return list(requested), device
-    if device.type == "cpu":
-        return ["CPUExecutionProvider"], device
-    if device.type == "cuda" and CUDA_PROVIDER in available:
-        return [(CUDA_PROVIDER, {"device_id": device.index or 0}), "CPUExecutionProvider"], device
-    return (
-        f"its tensors are on {device} and onnxruntime offers no provider for it (it has {', '.join(available)}); "
-        "install onnxruntime-gpu for CUDA"
-    )
-
-
-class _OrtGraph:
-    """Calls an ONNX model in ONNX Runtime with a dynamo graph's calling convention.
-
-    On the CPU, tensors go in and out as NumPy arrays (no copy); on a GPU through IO
-    binding and DLPack, so they stay on the device, and outputs come back on it.
-    Python numbers dynamo passes as 0-d tensors were baked into the model; a call with
-    other values runs ``eager`` instead.
-    """
-
-    def __init__(
-        self,
-        model: ir.Model,
-        user_positions: list[int],
-        template: list[Any],
-        scalars: dict[int, torch.Tensor],
-        eager: Callable,
-        providers: list,
-        device: torch.device,
-    ) -> None:
-        self.session = _ort.session(model, providers=providers)
-        self.names = [i.name for i in self.session.get_inputs()]
-        self.outputs = [o.name for o in self.session.get_outputs()]
-        self.user_positions = user_positions
-        self.template = template
-        self.scalars = scalars
-        self.eager = eager
-        self.device = device
-
-    def __call__(self, *args: Any) -> Any:
-        if any(not torch.equal(args[i], value) for i, value in self.scalars.items()):
-            return self.eager(*args)
-        inputs = [args[i].detach() for i in self.user_positions]
-        if self.device.type == "cpu":
-            feeds = {name: tensor.numpy() for name, tensor in zip(self.names, inputs, strict=True)}
-            produced = [torch.from_numpy(value) for value in self.session.run(None, feeds)]
-        else:
-            produced = self._run_on_device(inputs)
-        outputs = iter(produced)
-        return tuple(next(outputs) if slot is _TENSOR else slot for slot in self.template)
-
-    def _run_on_device(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
-        import onnxruntime as ort
-
-        binding = self.session.io_binding()
-        for name, tensor in zip(self.names, inputs, strict=True):
-            binding.bind_ortvalue_input(name, ort.OrtValue.from_dlpack(tensor.contiguous()))
-        for name in self.outputs:
-            binding.bind_output(name, self.device.type, self.device.index or 0)
-        self.session.run_with_iobinding(binding)
-        return [torch.from_dlpack(value) for value in binding.get_outputs()]
-
-
-_TENSOR = object()
-
-
 def _output_template(gm: fx.GraphModule) -> list[Any]:
     """The graph's outputs: ``_TENSOR`` where a tensor comes back, the constant value elsewhere."""
     (output,) = [n for n in gm.graph.nodes if n.op == "output"]
     values = output.args[0] if isinstance(output.args[0], tuple | list) else (output.args[0],)
-    return [_TENSOR if isinstance(v, fx.Node) else v for v in values]
+    return [TENSOR if isinstance(v, fx.Node) else v for v in values]
 
 
 def _placeholders(gm: fx.GraphModule) -> list[fx.Node]:
@@ -348,8 +248,7 @@ class Backend:
         keep: KeepPredicate | None = None,
         providers: Sequence[str] | None = None,
     ) -> None:
-        if runtime not in ("ort", "eager"):
-            raise InputError(f"runtime must be 'ort' or 'eager', got {runtime!r}")
+        self._runtime = runtime_named(runtime)
         if isinstance(providers, str) or not all(isinstance(p, str) for p in providers or ()):
             raise InputError(f"providers must be a list of provider names, got {providers!r}")
         self.output_dir = Path(output_dir) if output_dir is not None else None
@@ -365,10 +264,8 @@ class Backend:
 
     def __call__(self, gm: fx.GraphModule, example_inputs: list[Any], **_: Any) -> CompiledGraph:
         index = self._next_index()
-        import onnxruntime as ort
-
-        placement = where_to_run(example_inputs, self.providers, ort.get_available_providers())
-        if isinstance(placement, str) and self.runtime == "ort":
+        placement = self._runtime.placement(example_inputs, self.providers)
+        if isinstance(placement, str):
             return self._eager(gm, index, placement)
         try:
             result, user_positions = self._export(gm, example_inputs)
@@ -377,14 +274,9 @@ class Backend:
                 folder = self.output_dir / f"graph_{index}"
                 result.save(folder)
                 entry["directory"] = folder.name
-            if self.runtime == "eager":
-                run: Callable = gm.forward
-            else:
-                scalars = {i: example_inputs[i].clone() for i in _scalar_positions(gm)}
-                providers, device = placement
-                run = _OrtGraph(
-                    result.model, user_positions, _output_template(gm), scalars, gm.forward, providers, device
-                )
+            scalars = {i: example_inputs[i].clone() for i in _scalar_positions(gm)}
+            compiled = Compiled(result.model, user_positions, _output_template(gm), scalars, gm.forward)
+            run = self._runtime.load(compiled, placement)
         except Exception as e:  # whatever fails, the user's program runs on, eagerly
             return self._eager(gm, index, first_line(e))
         self._record(index, entry)
@@ -455,7 +347,8 @@ def backend(**options: Any) -> Backend:
 
     Options: ``output_dir`` (each captured graph's tagged model and side files in
     ``graph_N/``, plus ``index.json``), ``runtime`` (``"ort"``, the default, runs the
-    ONNX model in ONNX Runtime; ``"eager"`` only writes the artifacts), ``keep``, and
+    ONNX model in ONNX Runtime; ``"eager"`` only writes the artifacts; another package adds
+    one under the ``hiercompile.runtimes`` entry point, see ``_runtime/_registry.py``), ``keep``, and
     ``providers`` (ONNX Runtime's execution providers; default: the CPU's for tensors on
     the CPU, CUDA's for tensors on a GPU, see :func:`where_to_run`).
     """
