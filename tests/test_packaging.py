@@ -56,6 +56,10 @@ def test_wheel_installs_passes_inside_the_package(tmp_path):
     assert "hiercompile/presets/bert-tiny.json" in names
     assert "hiercompile/_tools/report.html" in names  # the report page template
     assert {"hiercompile/_exporter/_export.py", "hiercompile/_runtime/_backend.py"} <= set(names)
+    sources = {  # every module of the package's source tree is in the wheel
+        f"hiercompile/{p.relative_to(ROOT / 'hiercompile').as_posix()}" for p in (ROOT / "hiercompile").rglob("*.py")
+    }
+    assert sources <= set(names), sorted(sources - set(names))
     # installed into a folder of its own, found first on the path: inside a venv or not, the
     # interpreter sees the wheel's package and this environment's dependencies
     target = tmp_path / "site"
