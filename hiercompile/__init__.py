@@ -28,6 +28,8 @@ _LAZY = types.MappingProxyType(
         "profile": "._tools._profile",
         "report": "._tools._report",
         "retag": "._tools._retag",
+        "quantize": "._tools._quantize",
+        "QuantizeResult": "._tools._quantize",
         "VerifyReport": "._tools._verify",
         "verify": "._tools._verify",
         "backend": "._runtime._backend",
@@ -47,6 +49,7 @@ if TYPE_CHECKING:  # the same names as _LAZY, for type checkers (a test holds th
     from ._tools._extract import extract  # noqa: F401
     from ._tools._functions import functionize  # noqa: F401
     from ._tools._profile import ModuleTime, ProfileReport, profile  # noqa: F401
+    from ._tools._quantize import QuantizeResult, quantize  # noqa: F401
     from ._tools._report import report  # noqa: F401
     from ._tools._retag import retag  # noqa: F401
     from ._tools._retrieve import HierarchyRetriever  # noqa: F401

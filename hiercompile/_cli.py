@@ -443,6 +443,22 @@ def cmd_retag(ns: argparse.Namespace) -> None:
         console.print(f"[yellow]not tagged:[/yellow] {escape(name)} ({op}): {escape(reason)}")
 
 
+def cmd_quantize(ns: argparse.Namespace) -> None:
+    from ._tools._quantize import quantize
+
+    out = _file_output(ns.output, ns.model, ns.force)
+    result = quantize(ns.model, out, exclude=ns.exclude or (), only=ns.only or ())
+    table = Table(title=f"dynamic quantization per module ({out})")
+    for column in ("module", "quantized ops", "float matrix ops kept"):
+        table.add_column(column, justify="left" if column == "module" else "right")
+    for tag in sorted({*result.quantized, *result.kept}):
+        table.add_row(tag, str(result.quantized.get(tag, 0)), str(result.kept.get(tag, 0)))
+    _console(stderr=False).print(table)
+    _console().print(
+        f"wrote {out}: {sum(result.quantized.values())} ops quantized, tagged ({result.retagged.coverage:.1%})"
+    )
+
+
 def cmd_report(ns: argparse.Namespace) -> None:
     from ._tools._report import report
 
@@ -552,6 +568,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="where to write the tagged model (default: <model>.tagged.onnx)")
     p.add_argument("--force", action="store_true", help="write over the input or a file of an export folder")
     p.set_defaults(func=cmd_retag)
+    p = sub.add_parser("quantize", help="ONNX Runtime's dynamic quantization, modules chosen by tag pattern")
+    p.add_argument("model", help="an export folder or its .onnx file")
+    p.add_argument("output", help="the .onnx file to write (tagged)")
+    p.add_argument(
+        "--exclude", action="append", metavar="PATTERN", help="keep these modules in float (repeatable), e.g. '**/MLP'"
+    )
+    p.add_argument("--only", action="append", metavar="PATTERN", help="quantize only these modules (repeatable)")
+    p.add_argument("--force", action="store_true", help="write over the input or a file of an export folder")
+    p.set_defaults(func=cmd_quantize)
     p = sub.add_parser("report", help="write report.html: module tree, DAGs, profile and verify results, offline")
     p.add_argument("directory", help="an export folder (its profile.json and verify.json are used when present)")
     p.set_defaults(func=cmd_report)

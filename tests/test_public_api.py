@@ -16,6 +16,7 @@ FUNCTIONS = [
     "functionize",
     "is_kept",
     "profile",
+    "quantize",
     "report",
     "retag",
     "verify",
@@ -30,6 +31,7 @@ CLASSES = [
     "ModuleTime",
     "PretrainedExport",
     "ProfileReport",
+    "QuantizeResult",
     "RetagResult",
     "VerifyReport",
 ]
