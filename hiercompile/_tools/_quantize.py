@@ -42,7 +42,7 @@ class QuantizeResult:
 
 def tags_matching(pattern: str, tags: Sequence[str]) -> list[str]:
     """The module tags a pattern names: ``*`` is any part of one path segment, ``**`` any
-    number of segments (``/*/LlamaDecoderLayer.0/**``: that layer and its subtree)."""
+    number of segments (``/*/Block.0/**``: that block and its subtree)."""
     below = pattern.endswith("/**")  # the module and its subtree
     regex = ""
     for part in re.split(r"(\*\*/?|\*)", pattern[:-3] if below else pattern):
