@@ -86,7 +86,7 @@ print(f"split {{imported - start}} {{time.perf_counter() - imported}}", file=sys
 """
 IMPORTS = {
     "hiercompile": "import torch.export._trace, torch.onnx._internal.exporter._core, "
-    "hiercompile._exporter._pretrained\nfrom hiercompile._cli import main",
+    "hiercompile._hf._pretrained\nfrom hiercompile._cli import main",
     "optimum": "import onnxruntime, optimum.exporters.onnx.__main__\nfrom optimum.commands.optimum_cli import main",
 }
 RUN = {"hiercompile": "main(sys.argv[1:])", "optimum": "main()"}

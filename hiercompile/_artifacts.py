@@ -10,6 +10,7 @@ the model they were made for; a reader is told when it no longer matches.
 from __future__ import annotations
 
 __all__ = [
+    "ARTIFACTS",
     "ATTRIBUTES_FILE",
     "DAGS_FILE",
     "FUNCTIONS_FILE",
@@ -21,21 +22,26 @@ __all__ = [
     "PROFILE_FILE",
     "REPORT_FILE",
     "VERIFY_FILE",
+    "Artifact",
     "Output",
     "add_files",
     "check_not_top",
     "file_sha256",
+    "names_of",
     "read_manifest",
     "read_result",
     "write_result",
 ]
 
+import dataclasses
 import hashlib
 import json
 import os
 import shutil
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ._errors import InputError, SaveError, StaleResultWarning
 from ._io import Writer, json_writer, write_files
@@ -51,10 +57,55 @@ VERIFY_FILE = "verify.json"
 PROFILE_FILE = "profile.json"
 REPORT_FILE = "report.html"
 MANIFEST_FILE = "manifest.json"
-INDEX_FILE = "index.json"  # the torch.compile backend's list of graphs
+INDEX_FILE = "index.json"
 
-SIDE_FILES = (HIERARCHY_FILE, DAGS_FILE, OPERATIONS_FILE)
-RESULT_FILES = (VERIFY_FILE, PROFILE_FILE, REPORT_FILE)
+
+@dataclasses.dataclass(frozen=True)
+class Artifact:
+    """A file an export folder may hold.
+
+    Attributes:
+        name: its name in a folder (a model form's ``model`` is the stem of a single ``.onnx`` output).
+        kind: ``"model"`` (an ONNX file), ``"side"`` (a JSON file every folder export writes,
+            made from the result), ``"result"`` (written later by a tool about the model) or
+            ``"record"`` (kept by the writer itself).
+        about: what it holds.
+        make: for a model or side file, what the export result gives to write (an ``ir.Model``
+            or JSON data); None for files written elsewhere.
+        option: the :class:`SaveOptions` field that asks for it (None: always written).
+    """
+
+    name: str
+    kind: str
+    about: str
+    make: Callable[[Any], Any] | None = None
+    option: str | None = None
+
+
+ARTIFACTS: tuple[Artifact, ...] = (
+    Artifact(MODEL_FILE, "model", "the tagged model", lambda result: result.model),
+    Artifact(FUNCTIONS_FILE, "model", "the functions form", lambda result: result.functions_model(), "functions"),
+    Artifact(
+        ATTRIBUTES_FILE, "model", "tags as node attributes", lambda result: result.attributes_model(), "attributes"
+    ),
+    Artifact(HIERARCHY_FILE, "side", "the module tree", lambda result: result.hierarchy),
+    Artifact(DAGS_FILE, "side", "each module's DAG", lambda result: result.dags_json()),
+    Artifact(OPERATIONS_FILE, "side", "every node's op type, values and tags", lambda result: result.operations),
+    Artifact(VERIFY_FILE, "result", "hiercompile verify's per-module errors"),
+    Artifact(PROFILE_FILE, "result", "hiercompile profile's per-module times"),
+    Artifact(REPORT_FILE, "result", "hiercompile report's page"),
+    Artifact(MANIFEST_FILE, "record", "the files of the run and the model's SHA-256"),
+    Artifact(INDEX_FILE, "record", "the torch.compile backend's list of graphs"),
+)
+"""Every file hiercompile writes into an export folder: saving, the Hugging Face package, the
+report and the removal of an earlier run's files all read this table, so a new file is one row."""
+
+
+def names_of(kind: str) -> tuple[str, ...]:
+    """The names of the artifacts of one kind, in the table's order."""
+    return tuple(artifact.name for artifact in ARTIFACTS if artifact.kind == kind)
+
+
 HASH_KEY = "model_sha256"
 
 
@@ -106,8 +157,6 @@ class Output:
         self.directory = path.parent if self.single else path
         stem = path.stem if self.single else Path(MODEL_FILE).stem
         self.model_name = f"{stem}.onnx"
-        self.functions_name = f"{stem}.functions.onnx"
-        self.attributes_name = f"{stem}.attributes.onnx"
 
     @property
     def model_path(self) -> Path:
@@ -119,12 +168,18 @@ class Output:
         if self.single and self.model_path.is_dir():
             raise SaveError(f"{self.model_path} is a folder; give a file name ending in .onnx or a folder path")
 
+    def name_of(self, artifact: Artifact) -> str:
+        """The file name ``artifact`` takes here: a model form follows a single file's stem."""
+        if artifact.kind == "model":
+            return self.model_name[: -len(".onnx")] + artifact.name[len(Path(MODEL_FILE).stem) :]
+        return artifact.name
+
     def _owned(self) -> set[str]:
-        models = {self.model_name, self.functions_name, self.attributes_name}
+        models = {self.name_of(artifact) for artifact in ARTIFACTS if artifact.kind == "model"}
         names = models | {f"{m}.data" for m in models}
         if not self.single:
             manifest = read_manifest(self.directory)
-            names |= {*SIDE_FILES, *RESULT_FILES, MANIFEST_FILE}
+            names |= {self.name_of(artifact) for artifact in ARTIFACTS if artifact.kind != "model"}
             names |= set(manifest.get("files", [])) | set(manifest.get("components", []))
         return names
 

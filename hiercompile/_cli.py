@@ -24,8 +24,7 @@ from rich.status import Status
 from rich.table import Table
 
 from ._errors import HiercompileError, InputError
-from ._sources import DYNAMIC_AXES, check_sizes, presets, resolve
-from ._tasks import TASKS, task_named
+from ._hf import DYNAMIC_AXES, TASKS, check_sizes, presets, resolve, task_named
 from ._version import __version__
 
 STEP_TEXT = types.MappingProxyType(
@@ -197,7 +196,7 @@ def cmd_export(ns: argparse.Namespace) -> None:
 
 
 def _export(ns: argparse.Namespace, axes: list[str], loaded: Callable[[], None]) -> None:
-    from ._exporter._pretrained import export_pretrained
+    from ._hf import export_pretrained
 
     def on_loaded(source: str, random: bool) -> None:
         loaded()
@@ -227,7 +226,7 @@ def _export(ns: argparse.Namespace, axes: list[str], loaded: Callable[[], None])
             jobs=ns.jobs,
         )
     if ns.report:
-        from ._tools._report import report
+        from ._tools import report
 
         for name in result.results:
             folder = Path(ns.output) if name == "model" else Path(ns.output) / name
@@ -243,7 +242,7 @@ def _file_output(path: str, source: str | None = None, force: bool = False) -> P
     unless ``force``, the command's own input and a file of an export folder (its manifest
     lists it: writing over it leaves the folder describing another model)."""
     from ._artifacts import read_manifest
-    from ._tools._retrieve import model_file
+    from ._tools import model_file
 
     out = Path(path)
     if out.is_dir():
@@ -261,9 +260,9 @@ def _file_output(path: str, source: str | None = None, force: bool = False) -> P
 
 
 def cmd_functionize(ns: argparse.Namespace) -> None:
+    from ._exporter import functionize
     from ._io import onnx_writer, write_files
-    from ._tools._functions import functionize
-    from ._tools._retrieve import load_tagged
+    from ._tools import load_tagged
 
     out = _file_output(ns.output, ns.input, ns.force)
     model = load_tagged(ns.input)
@@ -278,7 +277,7 @@ def cmd_functionize(ns: argparse.Namespace) -> None:
 
 def cmd_strip_attributes(ns: argparse.Namespace) -> None:
     from ._io import onnx_writer, write_files
-    from ._tools._retrieve import load_tagged
+    from ._tools import load_tagged
     from .passes import StripTagAttributesPass
 
     out = _file_output(ns.output)
@@ -291,7 +290,7 @@ def cmd_strip_attributes(ns: argparse.Namespace) -> None:
 def cmd_inspect(ns: argparse.Namespace) -> None:
     from rich.tree import Tree
 
-    from ._tools._retrieve import HierarchyRetriever
+    from ._tools import HierarchyRetriever
 
     if ns.depth is not None and ns.depth < 0:
         raise InputError(f"--depth must be 0 or more (0: the start module alone), got {ns.depth}")
@@ -313,7 +312,7 @@ def cmd_inspect(ns: argparse.Namespace) -> None:
 
 
 def cmd_extract(ns: argparse.Namespace) -> None:
-    from ._tools._extract import extract
+    from ._tools import extract
 
     _file_output(ns.output, ns.model, ns.force)
     model = extract(ns.model, ns.tag, ns.output)
@@ -362,7 +361,7 @@ def cmd_verify(ns: argparse.Namespace) -> None:
     check_sizes(ns.batch, ns.seq_len, ref.config, extra=task.extra_positions() if task else None)
     console = _console()
     with _collected_after_loading() as loaded:
-        from ._exporter._pretrained import export_pretrained, verify_pretrained
+        from ._hf import export_pretrained, verify_pretrained
 
         loaded()
         if export_first:
@@ -408,8 +407,7 @@ def cmd_profile(ns: argparse.Namespace) -> None:
     except ValueError as e:
         raise InputError(f"--dims {ns.dims!r} is not NAME=N,...; e.g. --dims batch=1,seq=128") from e
 
-    from ._tools._profile import OVERHEAD, UNATTRIBUTED, profile
-    from ._tools._retrieve import model_file
+    from ._tools import OVERHEAD, UNATTRIBUTED, model_file, profile
 
     source = model_file(Path(ns.model))
     out = Path(ns.json) if ns.json else source.parent / PROFILE_FILE
@@ -430,7 +428,7 @@ def cmd_profile(ns: argparse.Namespace) -> None:
 
 
 def cmd_retag(ns: argparse.Namespace) -> None:
-    from ._tools._retag import retag
+    from ._tools import retag
 
     source = Path(ns.model)
     out = _file_output(ns.output, ns.model, ns.force) if ns.output else source.with_name(f"{source.stem}.tagged.onnx")
@@ -444,7 +442,7 @@ def cmd_retag(ns: argparse.Namespace) -> None:
 
 
 def cmd_quantize(ns: argparse.Namespace) -> None:
-    from ._tools._quantize import quantize
+    from ._tools import quantize
 
     out = _file_output(ns.output, ns.model, ns.force)
     result = quantize(ns.model, out, exclude=ns.exclude or (), only=ns.only or ())
@@ -460,7 +458,7 @@ def cmd_quantize(ns: argparse.Namespace) -> None:
 
 
 def cmd_report(ns: argparse.Namespace) -> None:
-    from ._tools._report import report
+    from ._tools import report
 
     console = _console()
     with warnings.catch_warnings(record=True) as caught:

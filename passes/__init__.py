@@ -1,13 +1,15 @@
-"""Graph passes of hiercompile: the tag rule, the FX tagging pass and the ONNX passes.
+"""Graph passes of hiercompile: the tag model and the ONNX passes that keep tags.
 
-Installed as ``hiercompile.passes``.
+Installed as ``hiercompile.passes``. The package's names are the passes and the tag model
+(the tag rule, the metadata keys and how to read them); the FX tagging pass is
+``hiercompile.passes.fx_tag`` and the graph helpers the passes share are
+``hiercompile.passes.partition``.
 """
 
 from .carry_tags import CarryTagsPass
 from .contiguous_views import ContiguousViewsPass
 from .deduplicate_constants import DeduplicateConstantsPass
 from .functionize import FUNCTION_DOMAIN, FunctionizePass, FunctionizeResult, InlineFunctionsPass
-from .fx_tag import call_indices, tag_fx_graph, tag_graph_module
 from .hierarchy_metadata import HierarchyMetadataPass
 from .inherit_tags import InheritTagsPass, UnmappedNodesError
 from .io_names import NameInputsOutputsPass
@@ -15,18 +17,6 @@ from .merge_duplicates import MergeDuplicatesPass
 from .meta_weights import MetaWeightsPass
 from .module_tags import KeepPredicate, ModuleHierarchy, ModuleInfo, is_kept
 from .namespace import NamespacePass
-from .partition import (
-    Partition,
-    attribute_key,
-    captured_values,
-    is_convex,
-    node_inputs,
-    partition,
-    subgraph_owners,
-    subgraphs,
-    top_level,
-    users,
-)
 from .retag import RetagPass, RetagResult
 from .scoped_names import ORIGINAL_NAME_KEY, ScopedNamesPass
 from .tag_attributes import AddTagAttributesPass, StripTagAttributesPass
@@ -70,7 +60,6 @@ __all__ = [
     "ModuleInfo",
     "NameInputsOutputsPass",
     "NamespacePass",
-    "Partition",
     "RetagPass",
     "RetagResult",
     "ScopedNamesPass",
@@ -78,23 +67,11 @@ __all__ = [
     "TagInitializersPass",
     "UnmappedNodesError",
     "ancestors",
-    "attribute_key",
-    "call_indices",
-    "captured_values",
     "common_ancestor",
     "get_calls",
     "get_tags",
-    "is_convex",
     "is_kept",
     "is_under",
-    "node_inputs",
-    "partition",
     "set_node_tags",
-    "subgraph_owners",
-    "subgraphs",
     "tag_depth",
-    "tag_fx_graph",
-    "tag_graph_module",
-    "top_level",
-    "users",
 ]

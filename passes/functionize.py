@@ -10,7 +10,7 @@ from collections import Counter
 
 import onnx_ir as ir
 
-from .._compat._onnx_ir import clone_nodes
+from .._compat.onnx_ir import clone_nodes
 from .namespace import NAMESPACE_KEY, ORIGINAL_NAMESPACE_KEY
 from .partition import attribute_key, is_convex, partition, subgraphs
 from .scoped_names import ORIGINAL_NAME_KEY, scope_of

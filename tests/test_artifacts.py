@@ -51,6 +51,27 @@ def test_reexport_removes_what_the_earlier_run_wrote(tmp_path):
     assert manifest["files"] == sorted(p.name for p in out.iterdir() if p.name not in ("manifest.json", "notes.txt"))
 
 
+def test_a_new_artifact_is_one_row_of_the_table(tmp_path, monkeypatch):
+    """A row added to the artifact table is written by every folder export, listed in the
+    manifest, left out of a single-file output, and removed by a later run without it."""
+    from hiercompile import _artifacts
+
+    row = _artifacts.Artifact("params.json", "side", "parameters per module", lambda r: {"n": len(r.hierarchy)})
+    table = _artifacts.ARTIFACTS
+    monkeypatch.setattr(_artifacts, "ARTIFACTS", (*table, row))
+    x = torch.randn(2, 4)
+    out = tmp_path / "out"
+    result = hiercompile.export(Small().eval(), (x,), out)
+    assert json.loads((out / "params.json").read_text()) == {"n": len(result.hierarchy)}
+    assert "params.json" in read_manifest(out)["files"]
+    hiercompile.export(Small().eval(), (x,), tmp_path / "single.onnx")
+    assert not (tmp_path / "params.json").exists()
+
+    monkeypatch.setattr(_artifacts, "ARTIFACTS", table)
+    hiercompile.export(Small().eval(), (x,), out)
+    assert not (out / "params.json").exists()
+
+
 def test_single_file_output_writes_the_other_forms_beside_it(tmp_path):
     target = tmp_path / "small.onnx"
     x = torch.randn(2, 4)

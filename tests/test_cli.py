@@ -55,7 +55,7 @@ def test_the_command_exits_with_mains_code_and_what_an_exit_runs(tmp_path):
 def test_export_loads_without_collections_then_freezes_what_it_loaded(tmp_path, monkeypatch, loads):
     import gc
 
-    import hiercompile._exporter._pretrained as pretrained
+    import hiercompile._hf as pretrained
     from hiercompile import InputError
 
     seen = []
@@ -135,7 +135,7 @@ def test_local_checkpoint_directory_uses_its_weights(tmp_path):
     assert main(["export", str(tmp_path / "ckpt"), str(tmp_path / "out"), "--seq-len", "8"]) == 0
     meta = {p.key: p.value for p in onnx.load(tmp_path / "out" / "model.onnx").metadata_props}
     assert "/BertForSequenceClassification/BertModel/BertPooler" in json.loads(meta[HIERARCHY_KEY])
-    from hiercompile._exporter._models import example_inputs
+    from hiercompile._hf._models import example_inputs
 
     inputs = example_inputs(model, seq_len=8)
     with torch.no_grad():
@@ -195,7 +195,8 @@ def test_export_with_namespace_and_report(tmp_path):
 
 
 def test_unreachable_hub_fails_without_network_retries(monkeypatch, tmp_path):
-    from hiercompile import ModelLoadError, _sources
+    from hiercompile import ModelLoadError
+    from hiercompile._hf import _sources
 
     monkeypatch.setattr(_sources, "_cached_config", lambda name: None)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
@@ -272,7 +273,7 @@ def test_tagged_model_readers_name_what_is_wrong(tmp_path, bert_export, capsys):
 
 
 def test_ctrl_c_exits_130_and_leaves_nothing(tmp_path, monkeypatch, capsys):
-    from hiercompile._exporter import _export
+    from hiercompile._exporter import _result
 
     def interrupted(obj):
         def write(path):
@@ -281,7 +282,7 @@ def test_ctrl_c_exits_130_and_leaves_nothing(tmp_path, monkeypatch, capsys):
 
         return write
 
-    monkeypatch.setattr(_export, "json_writer", interrupted)  # Ctrl-C while the files are written
+    monkeypatch.setattr(_result, "json_writer", interrupted)  # Ctrl-C while the files are written
     assert main(["export", "bert-tiny", str(tmp_path / "out"), "--seq-len", "8"]) == 130
     assert "interrupted" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

@@ -12,7 +12,7 @@ import torch
 from conftest import run_onnx
 
 from hiercompile._cli import main
-from hiercompile._tasks import TASKS
+from hiercompile._hf._tasks import TASKS
 
 
 @pytest.fixture(scope="module")
@@ -284,7 +284,7 @@ def test_verify_and_profile_work_on_every_default_export(checkpoints, tmp_path, 
     entry point it came from; profile's default sizes fit them (the mask spans past + new tokens)."""
     import json
 
-    from hiercompile._exporter._pretrained import verify_pretrained
+    from hiercompile._hf._pretrained import verify_pretrained
 
     out = tmp_path / "out"
     assert main(["export", str(checkpoints / name), str(out), "--seq-len", "8"]) == 0
@@ -321,7 +321,7 @@ def test_verify_from_tells_a_tools_own_error_from_what_its_inputs_bring(checkpoi
     from deploy_tools import TOOLS
 
     import hiercompile
-    from hiercompile._exporter._pretrained import verify_pretrained
+    from hiercompile._hf._pretrained import verify_pretrained
 
     torch.manual_seed(0)
     model = transformers_gpt2(layers=3)

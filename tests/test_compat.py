@@ -128,7 +128,7 @@ def test_inlining_without_onnx_irs_cloner_gives_the_same_model(monkeypatch, tmp_
         InlineFunctionsPass()(copy)
         return [(n.name, n.op_type, get_tags(n), [v.name for v in n.inputs]) for n in copy.graph]
 
-    from hiercompile._compat import _onnx_ir
+    from hiercompile._compat import onnx_ir as _onnx_ir
 
     with_cloner = inlined()
     copied = []

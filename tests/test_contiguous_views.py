@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 from conftest import run_ir
-from hiercompile.passes import TAG_KEY, ContiguousViewsPass, ModuleHierarchy, tag_graph_module
+from hiercompile.passes import TAG_KEY, ContiguousViewsPass, ModuleHierarchy
+from hiercompile.passes.fx_tag import tag_graph_module
 from torch import nn
 
 import hiercompile

@@ -10,7 +10,7 @@ from torch import nn
 
 import hiercompile
 from hiercompile import CaptureError, InputError, ModelLoadError, SaveError
-from hiercompile._exporter._models import load_model
+from hiercompile._hf._models import load_model
 from hiercompile._io import json_writer, write_files
 
 

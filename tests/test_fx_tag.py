@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import torch
-from hiercompile.passes import TAG_KEY, ModuleHierarchy, call_indices, tag_fx_graph
+from hiercompile.passes import TAG_KEY, ModuleHierarchy
+from hiercompile.passes.fx_tag import call_indices, tag_fx_graph
 from torch import fx, nn
 
 

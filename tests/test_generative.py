@@ -17,9 +17,9 @@ from hiercompile.passes import get_tags
 
 import hiercompile
 from hiercompile._cli import main
-from hiercompile._exporter._validate import greedy_decode
+from hiercompile._hf._tasks import infer_task
+from hiercompile._hf._validate import greedy_decode
 from hiercompile._ort import session
-from hiercompile._tasks import infer_task
 
 
 @pytest.fixture(scope="module")
@@ -236,13 +236,13 @@ def test_streaming_needs_a_folder_of_safetensors(tmp_path, capsys):
 def test_an_interrupted_seq2seq_export_leaves_no_file(t5, tmp_path, monkeypatch):
     """Ctrl-C while the last file is written: no encoder_model/ or decoder_model/ appears,
     and an earlier export in the folder stays as it was."""
-    from hiercompile._exporter import _export
+    from hiercompile._exporter import _result
 
     folder = t5[0]
     out = tmp_path / "out"
     hiercompile.export_pretrained(str(folder), out, task="text2text-generation")
     before = {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
-    real = _export.json_writer
+    real = _result.json_writer
 
     def interrupted(obj):
         def write(path):
@@ -252,7 +252,7 @@ def test_an_interrupted_seq2seq_export_leaves_no_file(t5, tmp_path, monkeypatch)
 
         return write
 
-    monkeypatch.setattr(_export, "json_writer", interrupted)
+    monkeypatch.setattr(_result, "json_writer", interrupted)
     with pytest.raises(KeyboardInterrupt):
         hiercompile.export_pretrained(str(folder), out, task="text2text-generation-with-past")
     after = {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}

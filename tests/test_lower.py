@@ -87,7 +87,7 @@ def test_custom_translation_table_is_forwarded():
 def test_translation_table_is_torchs_own():
     from torch.onnx._internal.exporter._registration import ONNXRegistry
 
-    from hiercompile._compat._torch_onnx import new_registry
+    from hiercompile._compat.torch_onnx import new_registry
 
     ours, torchs = new_registry(23), ONNXRegistry.from_torchlib(opset_version=23)
 
@@ -177,7 +177,7 @@ class PromotesInABranch(nn.Module):
 def test_type_promotion_runs_where_torchs_pass_changes_the_program(model, inputs, needed):
     from torch.onnx._internal.exporter import _fx_passes
 
-    from hiercompile._compat._torch_onnx import needs_promotion
+    from hiercompile._compat.torch_onnx import needs_promotion
     from hiercompile._exporter._capture import capture
     from hiercompile._exporter._lower import Lowering, _decomposed_by_op, _tables
 
@@ -248,7 +248,7 @@ def test_tables_are_torchs_built_once_and_follow_the_ops_loaded():
 
 @pytest.mark.usefixtures("fast_paths_on")
 def test_an_export_builds_the_tables_once(monkeypatch):
-    from hiercompile._compat import _torch_onnx
+    from hiercompile._compat import torch_onnx as _torch_onnx
 
     built = []
     real = _torch_onnx.new_registry

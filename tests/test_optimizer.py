@@ -8,7 +8,7 @@ import torch
 from conftest import run_ir
 from onnxscript import rewriter
 
-from hiercompile._compat import _onnxscript
+from hiercompile._compat import onnxscript as _onnxscript
 
 TEXT = """
 <ir_version: 10, opset_import: ["" : 18]>

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 PROBE = (
     "import hiercompile, hiercompile.passes, importlib.util;"
-    "from hiercompile._sources import presets;"
+    "from hiercompile._hf._sources import presets;"
     "print(hiercompile.passes.__file__); print(sorted(presets()));"
     "print(importlib.util.find_spec('passes'))"
 )
@@ -59,7 +59,7 @@ def test_wheel_installs_passes_inside_the_package(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert {n.split("/")[0] for n in names} == {"hiercompile", wheel.name.split("-py")[0] + ".dist-info"}
     assert "hiercompile/passes/module_tags.py" in names
-    assert "hiercompile/presets/bert-tiny.json" in names
+    assert "hiercompile/_hf/presets/bert-tiny.json" in names
     assert "hiercompile/_tools/report.html" in names  # the report page template
     assert {"hiercompile/_exporter/_export.py", "hiercompile/_runtime/_backend.py"} <= set(names)
     sources = {  # every module of the package's source tree is in the wheel

@@ -14,7 +14,7 @@ from torch import nn
 
 import hiercompile
 from hiercompile import InputError
-from hiercompile._exporter._parallel import export_parts
+from hiercompile._hf._parallel import export_parts
 
 
 class Scale(nn.Module):
@@ -115,8 +115,8 @@ def test_a_process_that_ends_without_a_result_has_its_part_exported_here(monkeyp
 
 
 def test_jobs_that_cannot_help_are_a_warning_and_bad_jobs_an_error(monkeypatch):
-    from hiercompile._exporter import _pretrained
-    from hiercompile._exporter._models import LoadedModel
+    from hiercompile._hf import _pretrained
+    from hiercompile._hf._models import LoadedModel
 
     loaded = LoadedModel(Net(), "a model", random_weights=True)
     assert _pretrained._checked_jobs(2, loaded, PARTS) == 2

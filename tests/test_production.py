@@ -11,7 +11,7 @@ from conftest import check_spec, run_onnx
 import hiercompile
 from hiercompile import InputError
 from hiercompile._cli import main
-from hiercompile._exporter._models import dynamic_shapes_for, example_inputs
+from hiercompile._hf._models import dynamic_shapes_for, example_inputs
 
 
 @pytest.mark.slow

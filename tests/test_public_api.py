@@ -1,9 +1,11 @@
 """Pins the public API: a change here is a change users see."""
 
+import importlib
 import inspect
 import subprocess
 import sys
 
+import pytest
 import torch
 
 import hiercompile
@@ -139,11 +141,14 @@ def test_no_module_level_mutable_state():
     assert found == []
 
 
-def test_the_names_for_type_checkers_are_the_lazy_ones():
+@pytest.mark.parametrize("package", ["hiercompile", "hiercompile._tools", "hiercompile._hf"])
+def test_the_names_for_type_checkers_are_the_lazy_ones(package):
     import ast
     from pathlib import Path
 
-    tree = ast.parse(Path(hiercompile.__file__).read_text())
+    module = importlib.import_module(package)
+    tree = ast.parse(Path(module.__file__).read_text())
     checked = next(n for n in tree.body if isinstance(n, ast.If) and getattr(n.test, "id", "") == "TYPE_CHECKING")
     names = {a.asname or a.name for node in checked.body for a in node.names}
-    assert names == set(hiercompile._LAZY)
+    assert names == set(module._LAZY)
+    assert all(getattr(module, name) is not None for name in module._LAZY)  # each one resolves

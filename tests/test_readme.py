@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hiercompile._sources import presets
+from hiercompile._hf._sources import presets
 
 ROOT = Path(__file__).resolve().parents[1]
 

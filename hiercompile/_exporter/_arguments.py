@@ -23,8 +23,8 @@ import onnx_ir as ir
 import torch
 from torch import nn
 
-from .._compat._torch import pytree
-from .._compat._torch_onnx import dims_from_axes, export_dims, rename_axes
+from .._compat.torch import pytree
+from .._compat.torch_onnx import dims_from_axes, export_dims, rename_axes
 from .._errors import CaptureWarning, InputError
 
 # torch.onnx.export's arguments that only its TorchScript exporter or its own debugging

@@ -17,7 +17,7 @@ import torch
 import torch.fx.traceback as fx_traceback
 from torch import nn
 
-from .._compat._torch import (
+from .._compat.torch import (
     DynamoUserError,
     no_fake_tensor_cache,
     no_stack_traces,
@@ -25,7 +25,7 @@ from .._compat._torch import (
     size_oblivious,
     tree_leaves,
 )
-from .._compat._transformers import register_caches
+from .._compat.transformers import register_caches
 from .._errors import CaptureError, CaptureWarning, InputError, UnusedInputWarning, first_line
 from .._logs import quiet_loggers
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 __all__ = ["carry"]
 
 import warnings
-from collections.abc import Sequence
 
 import numpy as np
 import onnx_ir as ir
@@ -28,6 +27,7 @@ from ..passes import (
     TagInitializersPass,
 )
 from ._optimizer import FOLDING_LOGGER, optimizer_passes
+from ._options import GraphOptions
 
 
 def carry(
@@ -37,28 +37,28 @@ def carry(
     fx_calls: dict[str, dict[str, int]] | None = None,
     hierarchy: dict[str, dict],
     root_tag: str,
-    optimize: bool = True,
-    input_names: Sequence[str] | None = None,
-    output_names: Sequence[str] | None = None,
-    keep_initializers_as_inputs: bool = False,
-    scoped_names: bool = True,
-    namespace: bool = False,
+    options: GraphOptions,
 ) -> None:
     """Tag ``model`` in place from ``fx_tags`` ({FX node name: tag}) and optimize it.
 
-    ``fx_calls`` ({FX node name: {tag: k}}) marks ops of repeated module calls.
+    ``fx_calls`` ({FX node name: {tag: k}}) marks ops of repeated module calls; ``options``
+    say how the graph is written.
     """
     passes = ir.passes.Sequential(
         CarryTagsPass(fx_tags, fx_calls),
-        *(optimizer_passes(protected=set(model.graph.initializers)) if optimize else []),
+        *(optimizer_passes(protected=set(model.graph.initializers)) if options.optimize else []),
         CarryTagsPass(fx_tags, fx_calls),  # nodes the optimizer rebuilt from exporter nodes
         InheritTagsPass(fallback_tag=root_tag),  # nodes it made from nothing; then 100% or an error
         TagInitializersPass(fallback_tag=root_tag),
         HierarchyMetadataPass(hierarchy, __version__),
-        NameInputsOutputsPass(input_names, output_names),
-        *([common_passes.AddInitializersToInputsPass()] if keep_initializers_as_inputs else []),
-        *([ScopedNamesPass({tag: entry["module"] for tag, entry in hierarchy.items()})] if scoped_names else []),
-        *([NamespacePass()] if namespace else []),
+        NameInputsOutputsPass(options.input_names, options.output_names),
+        *([common_passes.AddInitializersToInputsPass()] if options.keep_initializers_as_inputs else []),
+        *(
+            [ScopedNamesPass({tag: entry["module"] for tag, entry in hierarchy.items()})]
+            if options.scoped_names
+            else []
+        ),
+        *([NamespacePass()] if options.namespace else []),
     )
     try:
         # the folding logger warns about every op it declines to fold; numpy warns when it folds log(0)

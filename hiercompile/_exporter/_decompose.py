@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch.fx.experimental.proxy_tensor import make_fx
 
-from .._compat._torch import (
+from .._compat.torch import (
     HigherOrderOperator,
     OperatorBase,
     OpOverload,
@@ -31,7 +31,7 @@ from .._compat._torch import (
     python_dispatcher,
     pytree,
 )
-from .._compat._torch import size_oblivious as oblivious
+from .._compat.torch import size_oblivious as oblivious
 
 logger = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
-"""``hiercompile.export``: capture → tag → lower → carry → derive, and the result it returns."""
+"""``hiercompile.export``: capture → tag → lower → carry → derive, in order (the result is in ``_result``)."""
 
 from __future__ import annotations
 
-__all__ = ["ExportResult", "Progress", "Steps", "export", "export_program"]
+__all__ = ["Progress", "Steps", "export", "export_program"]
 
 import contextlib
 import copy
@@ -10,130 +10,30 @@ import dataclasses
 import os
 import sys
 import time
-import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import networkx as nx
 import onnx_ir as ir
 import torch
 from torch import nn
 
-from .._artifacts import DAGS_FILE, HIERARCHY_FILE, OPERATIONS_FILE, Output
-from .._errors import AttributesWarning, InputError, TagError
-from .._io import Writer, json_writer, onnx_writer
-from ..passes import (
-    AddTagAttributesPass,
-    KeepPredicate,
-    ModuleHierarchy,
-    call_indices,
-    tag_graph_module,
-)
+from .._artifacts import Output
+from .._errors import InputError, TagError
+from .._graph import data_flow_graph
+from ..passes import KeepPredicate, ModuleHierarchy
+from ..passes.fx_tag import call_indices, tag_graph_module
 from . import _derive
 from ._arguments import output_names_of, read_arguments
 from ._capture import SIZE_OBLIVIOUS, capture, capture_mode, check_inputs
 from ._carry import carry
 from ._lower import Lowering, lower
+from ._options import GraphOptions, SaveOptions
+from ._result import ExportResult
 from ._weights import meta_parameters, meta_values, on_meta
 
 Progress = Callable[[str, float | None], None]
 """Called with (step, None) when a step starts and (step, seconds) when it ends."""
-
-
-@dataclasses.dataclass
-class ExportResult:
-    """A tagged ONNX model and what was derived from it.
-
-    Attributes:
-        model: the tagged ONNX model.
-        hierarchy: ``hierarchy.json``: tag -> class, module path, parent, depth,
-            children, parameter and op counts.
-        graph: the model's data-flow DAG (networkx); nodes carry ``op_type`` and ``tags``.
-        module_dags: tag -> that module's DAG, the subgraph induced by its subtree's ops.
-        operations: ``operations.json``: node/initializer name -> op_type, inputs, outputs, tags.
-        timings: seconds per step.
-        training: whether the model was captured in training mode (default: eval mode).
-        capture_strategy: which of torch's capture strategies made the graph
-            (``"non-strict"``, ``"strict"`` or ``"draft"``).
-    """
-
-    model: ir.Model
-    hierarchy: dict[str, dict]
-    graph: nx.DiGraph
-    module_dags: dict[str, nx.DiGraph]
-    operations: dict[str, dict]
-    timings: dict[str, float]
-    training: bool = False
-    capture_strategy: str = "non-strict"
-
-    @property
-    def coverage(self) -> float:
-        """Share of non-Constant ops that carry a tag (1.0 for every successful export)."""
-        total = self.graph.number_of_nodes()
-        return sum(1 for _, d in self.graph.nodes(data=True) if d["tags"]) / total if total else 1.0
-
-    def dags_json(self) -> dict[str, dict]:
-        """``module_dags.json``: tag -> ``{"nodes", "edges"}``."""
-        return {
-            tag: {"nodes": sorted(dag.nodes), "edges": sorted([list(e) for e in dag.edges])}
-            for tag, dag in self.module_dags.items()
-        }
-
-    def attributes_model(self) -> ir.Model:
-        """A copy of the model with the tags also as node attributes (invalid ONNX: see docs/tags.md)."""
-        copy = self.model.clone()
-        AddTagAttributesPass()(copy)
-        return copy
-
-    def functions_model(self) -> ir.Model:
-        """A copy of the model with every kept module instance a call of a local function (the functions form)."""
-        from .._tools._functions import functionize
-
-        return functionize(self.model.clone()).model
-
-    def save(
-        self,
-        output: str | Path,
-        *,
-        functions: bool = False,
-        attributes: bool = False,
-        external_data: bool | None = None,
-    ) -> list[Path]:
-        """Write the artifacts atomically and return their paths.
-
-        ``output`` ending in ``.onnx`` writes the model there (and the functions and
-        attribute forms beside it as ``<stem>.functions.onnx`` / ``<stem>.attributes.onnx``);
-        any other path is a folder that receives ``model.onnx``, ``hierarchy.json``,
-        ``module_dags.json``, ``operations.json`` and ``manifest.json``, plus
-        ``model.functions.onnx`` with ``functions`` and ``model.attributes.onnx`` with
-        ``attributes``. Files an earlier run left there and this one does not write are
-        removed. ``external_data``: weights in ``<model file>.data`` (None: only past
-        protobuf's 2 GB limit).
-        """
-        out = Output(output)
-        return out.write_run(self.files(out, functions=functions, attributes=attributes, external_data=external_data))
-
-    def files(
-        self, out: Output, *, functions: bool = False, attributes: bool = False, external_data: bool | None = None
-    ) -> dict[str, Writer]:
-        """The files :meth:`save` writes into ``out``, by name, not yet written."""
-        files = {out.model_name: onnx_writer(self.model, external_data)}
-        if not out.single:
-            files[HIERARCHY_FILE] = json_writer(self.hierarchy)
-            files[DAGS_FILE] = json_writer(self.dags_json())
-            files[OPERATIONS_FILE] = json_writer(self.operations)
-        if functions:
-            files[out.functions_name] = onnx_writer(self.functions_model(), external_data)
-        if attributes:
-            warnings.warn(
-                f"{out.attributes_name} carries tags as node attributes: onnx.checker and ONNX Runtime reject it. "
-                f"Use {out.model_name} to run; `hiercompile strip-attributes` turns it back into a valid model.",
-                AttributesWarning,
-                stacklevel=3,
-            )
-            files[out.attributes_name] = onnx_writer(self.attributes_model(), external_data)
-        return files
 
 
 class Steps:
@@ -241,13 +141,13 @@ def export(
     values = _weight_values(model, weights)
     if values is not None and external_data is None and f is not None:
         external_data = True  # a single protobuf file would hold every weight in memory to write it
-    save_options = {"functions": functions, "attributes": attributes, "external_data": external_data}
+    save_options = SaveOptions(functions, attributes, external_data)
     if f is None:
-        chosen = [name for name, value in save_options.items() if value not in (False, None)]
+        chosen = save_options.chosen()
         if chosen:
             raise InputError(
                 f"{', '.join(chosen)} apply when files are written: pass f=, or call "
-                f"result.save(path, {', '.join(f'{n}={save_options[n]!r}' for n in chosen)})"
+                f"result.save(path, {', '.join(f'{n}={v!r}' for n, v in chosen.items())})"
             )
     else:
         Output(f).check()  # before the work, not after it
@@ -284,22 +184,13 @@ def export(
     if len(own) != len(program.graph_signature.user_outputs):  # outputs that are no tensors: leave the names
         own = []
     names = [*(arguments.output_names or []), *own[len(arguments.output_names or []) :]]
-    result = export_program(
-        program,
-        hierarchy,
-        step=step,
-        lowering=lowering,
-        optimize=optimize,
-        input_names=arguments.input_names,
-        output_names=names,
-        keep_initializers_as_inputs=keep_initializers_as_inputs,
-        scoped_names=scoped_names,
-        namespace=namespace,
-    )
+    options = GraphOptions(optimize, arguments.input_names, names, keep_initializers_as_inputs, scoped_names, namespace)
+    result = export_program(program, hierarchy, step=step, lowering=lowering, options=options)
     result.training = arguments.training
     result.capture_strategy = strategy
     if f is not None:
-        result.save(f, **save_options)
+        out = Output(f)
+        out.write_run(result.files(out, save_options))
     return result
 
 
@@ -343,17 +234,14 @@ def export_program(
     step: Steps | None = None,
     normalize_path: Callable[[str], str] = str,
     lowering: Lowering | None = None,
-    optimize: bool = True,
-    input_names: Sequence[str] | None = None,
-    output_names: Sequence[str] | None = None,
-    keep_initializers_as_inputs: bool = False,
-    scoped_names: bool = True,
-    namespace: bool = False,
+    options: GraphOptions | None = None,
 ) -> ExportResult:
     """Tag, lower, carry and derive: everything after capture, shared with the compile backend.
 
     ``normalize_path`` maps the module stacks' paths to ``named_modules()`` paths.
     """
+    options = options or GraphOptions()
+    input_names, output_names = options.input_names, options.output_names
     step = step or Steps()
     with step("tag"):
         _tag_fx(program, hierarchy, normalize_path)
@@ -377,15 +265,10 @@ def export_program(
             fx_calls=call_indices(decomposed_program.graph_module),
             hierarchy=_derive.hierarchy_metadata(hierarchy),
             root_tag=hierarchy.root.tag,
-            optimize=optimize,
-            input_names=input_names,
-            output_names=output_names,
-            keep_initializers_as_inputs=keep_initializers_as_inputs,
-            scoped_names=scoped_names,
-            namespace=namespace,
+            options=options,
         )
     with step("derive"):
-        graph = _derive.data_flow_graph(onnx_model.graph)
+        graph = data_flow_graph(onnx_model.graph)
         return ExportResult(
             model=onnx_model,
             hierarchy=_derive.hierarchy_summary(hierarchy, onnx_model.graph),

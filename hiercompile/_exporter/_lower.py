@@ -14,9 +14,9 @@ from typing import Any
 import onnx_ir as ir
 import torch
 
-from .._compat import _torch_onnx as fast
 from .._compat import fast_paths
-from .._compat._torch import OpOverload, custom_op_implementation
+from .._compat import torch_onnx as fast
+from .._compat.torch import OpOverload, custom_op_implementation
 from .._errors import LowerError, first_line
 from .._logs import quiet_loggers
 from ..passes import ContiguousViewsPass, MetaWeightsPass

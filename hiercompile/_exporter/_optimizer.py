@@ -3,7 +3,7 @@
 onnxscript's ``optimize_ir`` runs its passes together with an initializer deduplication and a
 CSE that drop tags; the list is rebuilt here, with :class:`DeduplicateConstantsPass` and
 :class:`MergeDuplicatesPass` in their place, from the folding and rewrite passes
-:mod:`hiercompile._compat._onnxscript` provides.
+:mod:`hiercompile._compat.onnxscript` provides.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Collection
 import onnx_ir as ir
 import onnx_ir.passes.common as common_passes
 
-from .._compat._onnxscript import FOLDING_LOGGER, optimizer_parts
+from .._compat.onnxscript import FOLDING_LOGGER, optimizer_parts
 from ..passes import DeduplicateConstantsPass, MergeDuplicatesPass
 
 

@@ -25,7 +25,7 @@ import onnx_ir as ir
 import torch
 from torch import nn
 
-from .._compat._torch import pytree
+from .._compat.torch import pytree
 from .._errors import InputError
 
 # the safetensors format: an 8-byte little-endian header size, a JSON header naming each

@@ -30,11 +30,12 @@ import torch.fx.traceback as fx_traceback
 from torch import fx, nn
 
 from .._artifacts import INDEX_FILE
-from .._compat._torch import compiled_module_type, current_dynamo_frame, no_tracing_context
+from .._compat.torch import compiled_module_type, current_dynamo_frame, no_tracing_context
 from .._errors import CaptureError, FallbackWarning, InputError, first_line
 from .._exporter import ExportResult, export_program
 from .._io import json_writer, write_files
-from ..passes import KeepPredicate, ModuleHierarchy, tag_graph_module
+from ..passes import KeepPredicate, ModuleHierarchy
+from ..passes.fx_tag import tag_graph_module
 from ._ort import TENSOR
 from ._registry import Compiled, runtime_named
 

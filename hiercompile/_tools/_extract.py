@@ -9,7 +9,8 @@ import onnx_ir as ir
 
 from .._errors import QueryError
 from .._io import onnx_writer, write_files
-from ..passes import HIERARCHY_KEY, get_tags, is_under, partition
+from ..passes import HIERARCHY_KEY, get_tags, is_under
+from ..passes.partition import partition
 from ._retrieve import HierarchyRetriever, ModelSource
 
 

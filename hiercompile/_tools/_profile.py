@@ -15,9 +15,9 @@ import onnxruntime as ort
 
 from .. import _ort
 from .._artifacts import PROFILE_FILE, write_result
+from .._axes import PAST, SEQUENCE, TOTAL
 from .._errors import InputError, ProfileError, first_line
 from .._io import onnx_writer
-from .._tasks import PAST, SEQUENCE, TOTAL
 from ..passes import RetagPass, get_tags
 from ._retrieve import HierarchyRetriever, ModelSource, model_file
 

@@ -8,10 +8,12 @@ from importlib import resources
 from pathlib import Path
 
 from .._artifacts import (
+    DAGS_FILE,
+    HIERARCHY_FILE,
     MODEL_FILE,
+    OPERATIONS_FILE,
     PROFILE_FILE,
     REPORT_FILE,
-    SIDE_FILES,
     VERIFY_FILE,
     add_files,
     check_not_top,
@@ -35,10 +37,10 @@ def report_data(directory: Path) -> dict:
     to them by index, so a deep model's page stays small.
     """
     check_not_top(directory)
-    missing = [name for name in SIDE_FILES if not (directory / name).is_file()]
+    missing = [name for name in (HIERARCHY_FILE, DAGS_FILE, OPERATIONS_FILE) if not (directory / name).is_file()]
     if missing:
         raise InputError(f"{directory} has no {', '.join(missing)}: pass a directory written by `hiercompile export`")
-    hierarchy, dags, operations = (_read(directory, name) for name in SIDE_FILES)
+    hierarchy, dags, operations = (_read(directory, name) for name in (HIERARCHY_FILE, DAGS_FILE, OPERATIONS_FILE))
     names = [name for name, op in operations.items() if op["op_type"] != "Initializer"]
     index = {name: k for k, name in enumerate(names)}
     profile = read_result(directory, PROFILE_FILE)  # None when made for another model (with a warning)

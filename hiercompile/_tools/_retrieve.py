@@ -14,7 +14,7 @@ import onnx_ir as ir
 
 from .._artifacts import MODEL_FILE, check_not_top
 from .._errors import InputError, NotTaggedError, QueryError, first_line
-from .._exporter import _derive
+from .._graph import data_flow_graph, ops
 from .._io import load_onnx
 from ..passes import FUNCTION_DOMAIN, HIERARCHY_KEY, InlineFunctionsPass, get_tags, is_under, tag_depth
 
@@ -89,11 +89,11 @@ class HierarchyRetriever:
         self.model = flat_view(loaded)
         self.inlined = self.model is not loaded  # the source was the functions form
         self.hierarchy: dict[str, dict] = json.loads(self.model.metadata_props[HIERARCHY_KEY])
-        self.graph: nx.DiGraph = _derive.data_flow_graph(self.model.graph)
+        self.graph: nx.DiGraph = data_flow_graph(self.model.graph)
         # every op, in subgraphs too (docs/tags.md), in graph order: name -> (op type, primary tag)
         self._ops: dict[str, tuple[str, str]] = {}
         self.untagged: list[str] = []  # nodes no tag reached (a tool's output retagged in part), named or not
-        for node, _ in _derive.ops(self.model.graph):
+        for node, _ in ops(self.model.graph):
             tags = get_tags(node)
             if tags:
                 self._ops[node.name] = (node.op_type, tags[0])

@@ -17,9 +17,9 @@ from torch import nn
 
 from .. import _ort
 from .._artifacts import VERIFY_FILE, write_result
-from .._compat._torch import tree_leaves
+from .._compat.torch import tree_leaves
 from .._errors import InputError, VerifyError
-from .._exporter._capture import capture_mode, check_inputs
+from .._exporter import capture_mode, check_inputs, export
 from ..passes import KeepPredicate, ModuleHierarchy, get_tags
 from ._retrieve import HierarchyRetriever, ModelSource, model_file
 
@@ -264,8 +264,6 @@ def _verify(
     if onnx_model is None:
         if source is not None:
             raise InputError("source= names what onnx_model was made from; pass onnx_model too")
-        from .._exporter import export
-
         onnx_model = export(model, args, kwargs=kwargs, keep=keep).model
     retagged = None
     if source is not None:

@@ -177,7 +177,7 @@ def build(name: str) -> tuple[nn.Module, dict]:
         return PLAIN[name]().eval(), {"x": torch.randn(1, 3, 16, 16)}
     import transformers
 
-    from hiercompile._exporter._models import example_inputs
+    from hiercompile._hf._models import example_inputs
 
     model_cls, config_cls, settings = ZOO[name]
     config = getattr(transformers, config_cls)(**settings, use_cache=False)  # caches: the generative export

@@ -42,7 +42,7 @@ import onnx_ir as ir
 import torch
 
 from . import required
-from ._torch import OperatorBase, OpOverload, size_oblivious
+from .torch import OperatorBase, OpOverload, size_oblivious
 
 logger = logging.getLogger(__name__)
 

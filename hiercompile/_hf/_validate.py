@@ -22,11 +22,11 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from .._compat._torch import pytree
+from .._compat.torch import pytree
 from .._errors import ValidationError
 from .._ort import session
-from .._tasks import PAST, Task
 from ._generative import Component, entered
+from ._tasks import PAST, Task
 
 PAST_PREFIX, PRESENT_PREFIX = "past_key_values.", "present."
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .._errors import InputError, ModelLoadError, OptionWarning, first_line
-from .._sources import DYNAMIC_AXES, ModelRef, hub_reachable, presets, resolve
+from ._sources import DYNAMIC_AXES, ModelRef, hub_reachable, presets, resolve
 
 
 @dataclasses.dataclass
@@ -42,7 +42,7 @@ def _head(task: str | None, architecture: str | None) -> type:
     import transformers
 
     if task is not None:
-        from .._tasks import task_named
+        from ._tasks import task_named
 
         return getattr(transformers, task_named(task).auto_class)
     return _model_class(architecture) if architecture else transformers.AutoModel
@@ -77,7 +77,7 @@ def from_pretrained(
     architectures = getattr(config, "architectures", None) or []
     cls = _head(task, architectures[0] if architectures else None)
     if stream:
-        from ._weights import empty_model
+        from .._exporter import empty_model
 
         dtype = getattr(config, "dtype", None) or torch.float32
         dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
@@ -90,7 +90,7 @@ def from_pretrained(
 
 
 def load_model(ref: ModelRef | str, task: str | None = None, stream: bool = False) -> LoadedModel:
-    """Build the model a name stands for (see :func:`hiercompile._sources.resolve`), with the
+    """Build the model a name stands for (see :func:`hiercompile._hf._sources.resolve`), with the
     head ``task`` needs (None: the configuration's own architecture); ``stream``: a local
     directory's model with its parameters on the meta device (see :func:`from_pretrained`)."""
     ref = resolve(ref) if isinstance(ref, str) else ref

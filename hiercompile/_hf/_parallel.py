@@ -22,8 +22,8 @@ from typing import Any
 import onnx_ir as ir
 import torch
 
+from .._exporter import ExportResult, Progress
 from .._io import model_from_bytes
-from ._export import ExportResult, Progress
 
 logger = logging.getLogger(__name__)
 

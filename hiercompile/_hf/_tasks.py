@@ -26,7 +26,8 @@ __all__ = [
 import dataclasses
 import types
 
-from ._errors import InputError
+from .._axes import BATCH, ENCODER_SEQUENCE, PAST, SEQUENCE, TOTAL
+from .._errors import InputError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,10 +48,6 @@ class Task:
 
 
 NEW_TOKENS = 2  # tokens a with-past example feeds after its cache
-# the names of a generative export's dynamic axes, as optimum names them; a mask spans the
-# cache and the new tokens: TOTAL = PAST + SEQUENCE
-BATCH, SEQUENCE, PAST = "batch_size", "sequence_length", "past_sequence_length"
-ENCODER_SEQUENCE, TOTAL = "encoder_sequence_length", "total_sequence_length"
 # with a cache, a second example one longer (to tell the dynamic dims apart), then the new tokens
 CACHE_POSITIONS = 1 + NEW_TOKENS
 

@@ -30,12 +30,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._compat._torch import fake_tensor_mode, pytree
-from .._compat._transformers import register_caches
+from .._compat.torch import fake_tensor_mode, pytree
+from .._compat.transformers import register_caches
 from .._errors import InputError
-from .._tasks import BATCH, ENCODER_SEQUENCE, NEW_TOKENS, PAST, SEQUENCE, TOTAL, Task
+from .._exporter import meta_parameters
 from ._models import example_inputs
-from ._weights import meta_parameters
+from ._tasks import BATCH, ENCODER_SEQUENCE, NEW_TOKENS, PAST, SEQUENCE, TOTAL, Task
 
 
 @dataclasses.dataclass

@@ -18,17 +18,16 @@ from torch import nn
 
 from .._artifacts import Output
 from .._errors import InputError, OptionWarning
+from .._exporter import ExportResult, Progress, SaveOptions, checkpoint_bytes, export
 from .._io import Writer, json_writer
-from .._sources import ModelRef, check_sizes, resolve
-from .._tasks import infer_task, supported_tasks, task_named
-from ._export import ExportResult, Progress, export
 from ._generative import Component, components, entered
 from ._models import LoadedModel, dynamic_shapes_for, load_model
 from ._parallel import SEND_BYTES, export_parts
-from ._weights import checkpoint_bytes
+from ._sources import ModelRef, check_sizes, resolve
+from ._tasks import infer_task, supported_tasks, task_named
 
 if TYPE_CHECKING:  # ONNX Runtime loads only to validate
-    from .._tools._verify import VerifyReport
+    from .._tools import VerifyReport
     from ._validate import Validation
 
 STREAM_BYTES = 1 << 30  # a checkpoint this large or larger is streamed, not loaded, unless told otherwise
@@ -184,7 +183,7 @@ def export_pretrained(
 
     jobs = _checked_jobs(jobs, loaded, parts)
     results = export_parts(parts, export_one, jobs=jobs, remote=remote, progress=progress, on_component=on_component)
-    written = _write(out, results, _beside(ref, loaded.model), functions, attributes, external_data)
+    written = _write(out, results, _beside(ref, loaded.model), SaveOptions(functions, attributes, external_data))
     done = PretrainedExport(name, loaded.source, loaded.random_weights, results, written)
     if validate_outputs:
         from ._validate import validate
@@ -281,17 +280,11 @@ def _streams(ref: ModelRef, stream_weights: bool | None) -> bool:
 
 
 def _write(
-    out: Output,
-    results: dict[str, ExportResult],
-    beside: dict[str, Writer],
-    functions: bool,
-    attributes: bool,
-    external_data: bool | None,
+    out: Output, results: dict[str, ExportResult], beside: dict[str, Writer], options: SaveOptions
 ) -> list[Path]:
-    options = {"functions": functions, "attributes": attributes, "external_data": external_data}
     if list(results) == ["model"]:
-        return out.write_run({**results["model"].files(out, **options), **beside})
-    parts = {name: result.files(Output(out.directory / name), **options) for name, result in results.items()}
+        return out.write_run({**results["model"].files(out, options), **beside})
+    parts = {name: result.files(Output(out.directory / name), options) for name, result in results.items()}
     return out.write_run(beside, components=parts)
 
 
@@ -316,7 +309,7 @@ def verify_pretrained(
     folder or file ``single_file`` was made from by another tool (see :func:`hiercompile.verify`).
     """
     from .._artifacts import MODEL_FILE, read_manifest
-    from .._tools._verify import verify
+    from .._tools import verify
     from ._validate import feeds_of
 
     ref = resolve(model)

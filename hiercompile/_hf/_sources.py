@@ -19,7 +19,7 @@ import urllib.parse
 from importlib import resources
 from pathlib import Path
 
-from ._errors import InputError, ModelLoadError
+from .._errors import InputError, ModelLoadError
 from ._tasks import CACHE_POSITIONS
 
 CONFIG_FILE = "config.json"
