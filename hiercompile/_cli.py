@@ -152,12 +152,11 @@ def _collected_after_loading() -> Iterator[Callable[[], None]]:
     collection resumes, its youngest generation collected every :data:`YOUNG_THRESHOLD`
     allocations rather than 700.
 
-    torch, transformers, ONNX and the model leave some 450,000 long-lived objects; while
-    they load, the collector scans the growing heap again and again (about 1 s of a
-    5 s export), and afterwards every full collection would scan them once more. The
-    export then builds graphs of some 300,000 objects that live until it ends (the
-    tracer's, sympy's, ONNX's): at 700, a small model's export collected 450 times, three
-    of them full scans, 0.2 s; at 50,000, six times.
+    torch, transformers, ONNX and the model leave hundreds of thousands of long-lived
+    objects; while they load, the collector scans the growing heap again and again, and
+    afterwards every full collection would scan them once more. The export then builds
+    graphs of as many objects that live until it ends (the tracer's, sympy's, ONNX's),
+    which the default threshold would collect hundreds of times to free almost nothing.
     """
     enabled = gc.isenabled()
     thresholds = gc.get_threshold()

@@ -118,7 +118,7 @@ class Tables:
 
 def torchlib_tables(opset: int) -> Tables:
     """torch's tables for ``opset``, built once per process and count of :func:`registered_ops`:
-    ``torch.onnx.export`` builds them at every call (about 0.4 s), which each file of a task,
+    ``torch.onnx.export`` builds them at every call, which each file of a task,
     each graph of the compile backend and each export in a loop would pay again."""
     return _torchlib_tables(opset, registered_ops())
 

@@ -129,10 +129,9 @@ def _tracing(stack_traces: bool, dynamic: bool) -> Iterator[None]:
     1. The ops of a ``torch.cond`` branch or a scan body keep their module stacks
        (``preserve_node_meta``).
     2. Without ``stack_traces``, the tracer does not take the Python stack at every op,
-       where torch has that setting (an eighth to a quarter of a capture).
+       where torch has that setting: the stacks are for reading, not for running.
     3. With dynamic shapes, fake tensors cache no op: each new entry is checked by
-       building its output again from symbolic sizes, which costs more than the hits save
-       (a decoder with its cache: 0.7 s of a 3.5 s capture).
+       building its output again from symbolic sizes, which costs more than the hits save.
     4. With dynamic shapes, ``nn.LSTM`` and ``nn.GRU`` run as a loop over the sequence, as
        under ``torch.onnx.export``, so their length stays dynamic.
     """

@@ -2,9 +2,8 @@
 
 torch's exporter decomposes a program by tracing all of it once more
 (``ExportedProgram.run_decompositions``): every op runs again on fake tensors with
-symbolic sizes, twice (aot_autograd collects metadata, then traces). For a decoder with
-its cache that is 1.6 s where the capture took 0.6 s, though nearly every op of the
-program has a translation and comes out of that trace as it went in. Here only the ops
+symbolic sizes, twice (aot_autograd collects metadata, then traces), though nearly every
+op of the program has a translation and comes out of that trace as it went in. Here only the ops
 that need it are traced, each alone, on the values the capture recorded, and the program
 is the one the whole trace gives: the same ATen ops (tests hold them equal).
 """
