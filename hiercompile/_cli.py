@@ -25,6 +25,7 @@ from rich.table import Table
 
 from ._errors import HiercompileError, InputError
 from ._hf import DYNAMIC_AXES, TASKS, check_sizes, presets, resolve, task_named
+from ._tools import MODES
 from ._version import __version__
 
 STEP_TEXT = types.MappingProxyType(
@@ -396,15 +397,20 @@ def cmd_verify(ns: argparse.Namespace) -> None:
         raise VerifyFailed("; ".join(failed))
 
 
+def _dims(text: str) -> dict[str, int]:
+    """``--dims NAME=N,...``: sizes of symbolic input dims by name."""
+    try:
+        return {k: int(v) for k, v in (item.split("=") for item in text.split(",") if item)}
+    except ValueError as e:
+        raise InputError(f"--dims {text!r} is not NAME=N,...; e.g. --dims batch_size=1,sequence_length=128") from e
+
+
 def cmd_profile(ns: argparse.Namespace) -> None:
     from ._artifacts import PROFILE_FILE
 
     if ns.runs < 1:
         raise InputError(f"--runs must be at least 1, got {ns.runs}")
-    try:
-        dims = {k: int(v) for k, v in (item.split("=") for item in ns.dims.split(",") if item)}
-    except ValueError as e:
-        raise InputError(f"--dims {ns.dims!r} is not NAME=N,...; e.g. --dims batch=1,seq=128") from e
+    dims = _dims(ns.dims)
 
     from ._tools import OVERHEAD, UNATTRIBUTED, model_file, profile
 
@@ -444,16 +450,63 @@ def cmd_quantize(ns: argparse.Namespace) -> None:
     from ._tools import quantize
 
     out = _file_output(ns.output, ns.model, ns.force)
-    result = quantize(ns.model, out, exclude=ns.exclude or (), only=ns.only or ())
-    table = Table(title=f"dynamic quantization per module ({out})")
-    for column in ("module", "quantized ops", "float matrix ops kept"):
-        table.add_column(column, justify="left" if column == "module" else "right")
+    result = quantize(ns.model, out, mode=ns.mode, exclude=ns.exclude or (), only=ns.only or (), policy=ns.policy)
+    title = f"policy {ns.policy}" if ns.policy else f"{ns.mode or 'dynamic'} quantization"
+    table = Table(title=f"{title} per module ({out})")
+    for column in ("module", "precision", "quantized ops", "float ops kept"):
+        table.add_column(column, justify="right" if column.endswith("ops") or column.endswith("kept") else "left")
     for tag in sorted({*result.quantized, *result.kept}):
-        table.add_row(tag, str(result.quantized.get(tag, 0)), str(result.kept.get(tag, 0)))
+        mode = result.modes.get(tag, "")
+        table.add_row(tag, mode, str(result.quantized.get(tag, 0)), str(result.kept.get(tag, 0)))
     _console(stderr=False).print(table)
     _console().print(
         f"wrote {out}: {sum(result.quantized.values())} ops quantized, tagged ({result.retagged.coverage:.1%})"
     )
+
+
+def cmd_sensitivity(ns: argparse.Namespace) -> None:
+    from ._tools import sensitivity
+
+    if ns.policy and ns.atol is None and ns.min_cosine is None:
+        raise InputError("--policy writes the modules to keep in float until the output meets --atol or --min-cosine")
+    if ns.policy:
+        _file_output(ns.policy)
+    console = _console()
+
+    def report(done: int, total: int, tag: str, seconds: float) -> None:
+        left = f", about {seconds * (total - done):.0f} s left" if done < total else ""
+        console.print(f"[{done}/{total}] {escape(tag)} ({seconds:.2f} s{left})")
+
+    result = sensitivity(
+        ns.model,
+        mode=ns.mode,
+        depth=ns.depth,
+        dims=_dims(ns.dims),
+        atol=ns.atol,
+        min_cosine=ns.min_cosine,
+        policy=ns.policy,
+        progress=report,
+    )
+    table = Table(title=f"{ns.mode} quantization of one module at a time: the model's outputs against the export's")
+    for column in ("module", "quantized ops", "max abs diff", "cosine"):
+        table.add_column(column, justify="left" if column == "module" else "right")
+    for row in result.modules:
+        table.add_row(row.tag, str(row.ops), *_error_cells((row.max_abs_diff, row.cosine)))
+    table.add_row("(all of them)", str(sum(r.ops for r in result.modules)), *_error_cells(result.all_quantized))
+    _console(stderr=False).print(table)
+    if result.policy is not None:
+        kept = [tag for tag, mode in result.policy.modules.items() if mode == "float"]
+        diff, cosine = _error_cells(result.policy_error)
+        console.print(
+            f"keeping {len(kept)} of {len(result.modules)} modules in float: max abs diff {diff}, cosine {cosine}"
+        )
+        if ns.policy:
+            console.print(f"wrote {ns.policy} (hiercompile quantize {ns.model} OUT.onnx --policy {ns.policy})")
+    console.print(f"{result.runs} quantized models run in {result.seconds:.1f} s")
+
+
+def _error_cells(error: tuple[float, float]) -> tuple[str, str]:
+    return f"{error[0]:.2e}", f"{error[1]:.6f}"
 
 
 def cmd_report(ns: argparse.Namespace) -> None:
@@ -565,15 +618,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="where to write the tagged model (default: <model>.tagged.onnx)")
     p.add_argument("--force", action="store_true", help="write over the input or a file of an export folder")
     p.set_defaults(func=cmd_retag)
-    p = sub.add_parser("quantize", help="ONNX Runtime's dynamic quantization, modules chosen by tag pattern")
+    p = sub.add_parser("quantize", help="ONNX Runtime's quantizers, the precision chosen by module")
     p.add_argument("model", help="an export folder or its .onnx file")
     p.add_argument("output", help="the .onnx file to write (tagged)")
+    p.add_argument("--mode", choices=MODES, help="int8 weights (dynamic, the default), int4 weights, or float16")
+    p.add_argument(
+        "--policy", metavar="FILE", help="precision per module pattern (JSON or TOML; sensitivity writes one)"
+    )
     p.add_argument(
         "--exclude", action="append", metavar="PATTERN", help="keep these modules in float (repeatable), e.g. '**/MLP'"
     )
     p.add_argument("--only", action="append", metavar="PATTERN", help="quantize only these modules (repeatable)")
     p.add_argument("--force", action="store_true", help="write over the input or a file of an export folder")
     p.set_defaults(func=cmd_quantize)
+    p = sub.add_parser("sensitivity", help="quantize one module at a time and rank the modules by output error")
+    p.add_argument("model", help="an export folder or its .onnx file")
+    p.add_argument("--mode", choices=MODES, default="dynamic", help="the precision tried (default: dynamic)")
+    p.add_argument("--depth", type=int, help="try the modules at this depth (default: each module owning weights)")
+    p.add_argument("--dims", metavar="NAME=N,...", default="", help="sizes of symbolic input dims (others: 2)")
+    p.add_argument("--atol", type=float, help="the largest output difference the policy may leave")
+    p.add_argument("--min-cosine", type=float, help="the lowest output cosine similarity the policy may leave")
+    p.add_argument("--policy", metavar="FILE", help="write the policy that meets --atol/--min-cosine (JSON)")
+    p.set_defaults(func=cmd_sensitivity)
     p = sub.add_parser("report", help="write report.html: module tree, DAGs, profile and verify results, offline")
     p.add_argument("directory", help="an export folder (its profile.json and verify.json are used when present)")
     p.set_defaults(func=cmd_report)

@@ -21,6 +21,7 @@ FUNCTIONS = [
     "quantize",
     "report",
     "retag",
+    "sensitivity",
     "verify",
     "verify_pretrained",
 ]
@@ -31,10 +32,12 @@ CLASSES = [
     "ModuleCheck",
     "ModuleHierarchy",
     "ModuleTime",
+    "Policy",
     "PretrainedExport",
     "ProfileReport",
     "QuantizeResult",
     "RetagResult",
+    "SensitivityReport",
     "VerifyReport",
 ]
 ERRORS = [

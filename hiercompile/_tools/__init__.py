@@ -1,7 +1,8 @@
 """Tools on a tagged ONNX model: query (``_retrieve``), cut out a module (``_extract``), per-module
 checks against PyTorch (``_verify``), per-module time in ONNX Runtime (``_profile``), the offline
-HTML page (``_report``), tags after another tool (``_retag``) and quantization by module
-(``_quantize``). The packages above import from here; each tool loads on first use."""
+HTML page (``_report``), tags after another tool (``_retag``), quantization by module
+(``_quantize``) and which modules it hurts (``_sensitivity``). The packages above import from
+here; each tool loads on first use."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import types
 from typing import TYPE_CHECKING
 
 from .._lazy import lazy_names
+
+MODES = ("dynamic", "int4", "fp16")
+"""The precisions ``quantize`` and ``sensitivity`` take (here, so the command line's choices load nothing)."""
 
 _LAZY = types.MappingProxyType(
     {
@@ -27,19 +31,24 @@ _LAZY = types.MappingProxyType(
         "profile": "._profile",
         "report": "._report",
         "retag": "._retag",
+        "Policy": "._quantize",
         "QuantizeResult": "._quantize",
         "quantize": "._quantize",
+        "ModuleSensitivity": "._sensitivity",
+        "SensitivityReport": "._sensitivity",
+        "sensitivity": "._sensitivity",
     }
 )
 
 if TYPE_CHECKING:  # the same names, for type checkers (a test holds them equal)
     from ._extract import extract  # noqa: F401
     from ._profile import OVERHEAD, UNATTRIBUTED, ModuleTime, ProfileReport, profile  # noqa: F401
-    from ._quantize import QuantizeResult, quantize  # noqa: F401
+    from ._quantize import Policy, QuantizeResult, quantize  # noqa: F401
     from ._report import report  # noqa: F401
     from ._retag import retag  # noqa: F401
     from ._retrieve import HierarchyRetriever, ModelSource, load_tagged, model_file  # noqa: F401
+    from ._sensitivity import ModuleSensitivity, SensitivityReport, sensitivity  # noqa: F401
     from ._verify import ModuleCheck, VerifyReport, verify  # noqa: F401
 
-__all__ = list(_LAZY)
+__all__ = ["MODES", *_LAZY]
 __getattr__, __dir__ = lazy_names(__name__, _LAZY)

@@ -77,7 +77,7 @@ class ProfileReport:
         }
 
 
-def _feeds(session: ort.InferenceSession, dims: dict[str, int], default_dim: int) -> dict[str, np.ndarray]:
+def example_feeds(session: ort.InferenceSession, dims: dict[str, int], default_dim: int) -> dict[str, np.ndarray]:
     """Inputs for every graph input: symbolic dims from ``dims`` (else ``default_dim``), but for
     a generative export's mask length, which spans the cache and the new tokens (past +
     sequence) unless given; ints are ones."""
@@ -175,7 +175,7 @@ def _profile(
             onnx_writer(retriever.model)(source)
         try:
             session = _ort.session(source, options, providers)
-            inputs = feeds if feeds is not None else _feeds(session, dims, default_dim)
+            inputs = feeds if feeds is not None else example_feeds(session, dims, default_dim)
             for _ in range(warmup + runs):
                 session.run(None, inputs)
         except Exception as e:
