@@ -24,6 +24,8 @@ _LAZY = types.MappingProxyType(
         "verify_pretrained": "._hf",
         "HierarchyRetriever": "._tools",
         "extract": "._tools",
+        "DiffReport": "._tools",
+        "diff": "._tools",
         "ModuleCheck": "._tools",
         "ModuleTime": "._tools",
         "ProfileReport": "._tools",
@@ -31,6 +33,7 @@ _LAZY = types.MappingProxyType(
         "QuantizeResult": "._tools",
         "SensitivityReport": "._tools",
         "VerifyReport": "._tools",
+        "node_data": "._tools",
         "profile": "._tools",
         "quantize": "._tools",
         "report": "._tools",
@@ -50,6 +53,7 @@ if TYPE_CHECKING:  # the same names as _LAZY, for type checkers (a test holds th
     from ._hf import PretrainedExport, export_pretrained, verify_pretrained  # noqa: F401
     from ._runtime import backend  # noqa: F401
     from ._tools import (  # noqa: F401
+        DiffReport,
         HierarchyRetriever,
         ModuleCheck,
         ModuleTime,
@@ -58,7 +62,9 @@ if TYPE_CHECKING:  # the same names as _LAZY, for type checkers (a test holds th
         QuantizeResult,
         SensitivityReport,
         VerifyReport,
+        diff,
         extract,
+        node_data,
         profile,
         quantize,
         report,

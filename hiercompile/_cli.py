@@ -348,7 +348,7 @@ def _verify_target(given: str) -> tuple[Path, bool]:
 
 
 def cmd_verify(ns: argparse.Namespace) -> None:
-    from ._artifacts import VERIFY_FILE
+    from ._artifacts import MODEL_FILE, VERIFY_FILE
 
     target, export_first = _verify_target(ns.output)
     tagged = getattr(ns, "from")
@@ -359,6 +359,8 @@ def cmd_verify(ns: argparse.Namespace) -> None:
     ref = resolve(ns.model)
     task = task_named(ns.task) if ns.task is not None else None
     check_sizes(ns.batch, ns.seq_len, ref.config, extra=task.extra_positions() if task else None)
+    if ns.node_data:
+        _file_output(ns.node_data)
     console = _console()
     with _collected_after_loading() as loaded:
         from ._hf import export_pretrained, verify_pretrained
@@ -391,10 +393,23 @@ def cmd_verify(ns: argparse.Namespace) -> None:
         if not single:
             console.print(f"wrote {where / VERIFY_FILE}")
         console.print(f"{name}: {report.summary()}" if len(reports) > 1 else report.summary())
+        if ns.node_data:
+            errors = {
+                c.tag: c.max_abs_diff if c.own_abs_diff is None else c.own_abs_diff
+                for c in report.modules
+                if c.status in ("matched", "diverged", "inherited")
+            }
+            data = Path(ns.node_data)
+            data = data if len(reports) == 1 else data.with_name(f"{data.stem}.{name}{data.suffix}")
+            file = single or (target / MODEL_FILE if name == "model" else target / name / MODEL_FILE)
+            _overlay(str(data), file, tagged, errors)
         if not report.ok:
             failed.append(f"{name}: {report.summary()}" if len(reports) > 1 else report.summary())
     if failed:
         raise VerifyFailed("; ".join(failed))
+
+
+_NODE_DATA = "write Model Explorer node data: each node coloured by its {}"
 
 
 def _dims(text: str) -> dict[str, int]:
@@ -416,6 +431,9 @@ def cmd_profile(ns: argparse.Namespace) -> None:
 
     source = model_file(Path(ns.model))
     out = Path(ns.json) if ns.json else source.parent / PROFILE_FILE
+    for extra in (ns.node_data, ns.trace):
+        if extra:
+            _file_output(extra)
     providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if ns.provider == "cuda" else None
     tagged = getattr(ns, "from")
     result = profile(source, runs=ns.runs, dims=dims, output=out, providers=providers, source=tagged)
@@ -430,6 +448,23 @@ def cmd_profile(ns: argparse.Namespace) -> None:
     table.add_row(OVERHEAD, f"{result.overhead_ms:.3f}", "", f"{result.overhead_ms / result.run_ms:.1%}", "")
     _console(stderr=False).print(table)
     _console().print(f"run {result.run_ms:.3f} ms, of which op kernels {result.kernel_ms:.3f} ms; wrote {out}")
+    if ns.node_data:
+        _overlay(ns.node_data, source, tagged, {m.tag: m.self_ms for m in result.modules}, split=True)
+    if ns.trace:
+        from ._io import json_writer, write_files
+
+        trace = Path(ns.trace)
+        write_files(trace.parent, {trace.name: json_writer(result.to_trace())})
+        _console().print(f"wrote {trace} (a trace for ui.perfetto.dev or chrome://tracing: one run, spans by module)")
+
+
+def _overlay(path: str, model: Path, source: str | None, per_module: dict[str, float], split: bool = False) -> None:
+    """Write Model Explorer node data for ``model`` (tagged, or retagged from ``source``)."""
+    from ._tools import load_tagged, retag, write_node_data
+
+    tagged = retag(model, source).model if source else load_tagged(model)
+    write_node_data(path, tagged, per_module, split=split)
+    _console().print(f"wrote {path} (Model Explorer node data for {model})")
 
 
 def cmd_retag(ns: argparse.Namespace) -> None:
@@ -469,8 +504,9 @@ def cmd_sensitivity(ns: argparse.Namespace) -> None:
 
     if ns.policy and ns.atol is None and ns.min_cosine is None:
         raise InputError("--policy writes the modules to keep in float until the output meets --atol or --min-cosine")
-    if ns.policy:
-        _file_output(ns.policy)
+    for extra in (ns.policy, ns.node_data):
+        if extra:
+            _file_output(extra)
     console = _console()
 
     def report(done: int, total: int, tag: str, seconds: float) -> None:
@@ -503,10 +539,54 @@ def cmd_sensitivity(ns: argparse.Namespace) -> None:
         if ns.policy:
             console.print(f"wrote {ns.policy} (hiercompile quantize {ns.model} OUT.onnx --policy {ns.policy})")
     console.print(f"{result.runs} quantized models run in {result.seconds:.1f} s")
+    if ns.node_data:
+        from ._tools import model_file
+
+        errors = {row.tag: row.max_abs_diff for row in result.modules}
+        _overlay(ns.node_data, model_file(Path(ns.model)), None, errors)
 
 
 def _error_cells(error: tuple[float, float]) -> tuple[str, str]:
     return f"{error[0]:.2e}", f"{error[1]:.6f}"
+
+
+def cmd_diff(ns: argparse.Namespace) -> None:
+    from ._tools import diff, model_file
+
+    for extra in (ns.json, ns.node_data):
+        if extra:
+            _file_output(extra)
+    result = diff(ns.first, ns.second, run=ns.run, dims=_dims(ns.dims))
+    shown = result.modules if ns.all else result.changed()
+    table = Table(title=f"{ns.first} -> {ns.second}, by module")
+    columns = ["module", "ops before", "ops after", "change", "weights"] + (["max abs diff"] if ns.run else [])
+    for column in columns:
+        table.add_column(column, justify="right" if column.startswith(("ops", "max")) else "left")
+    for m in shown:
+        weights = ", ".join(f"{fate} {n}" for fate, n in sorted(m.weights.items()))
+        row = [m.tag, str(sum(m.before.values())), str(sum(m.after.values())), m.summary(), weights]
+        row += ["" if m.max_abs_diff is None else f"{m.max_abs_diff:.2e}"] if ns.run else []
+        table.add_row(*row)
+    _console(stderr=False).print(table)
+    console = _console()
+    coverage = f"; {ns.second} retagged from {ns.first} ({result.retagged.coverage:.1%})" if result.retagged else ""
+    console.print(f"{len(result.changed())} of {len(result.modules)} modules changed{coverage}")
+    if ns.json:
+        from ._io import json_writer, write_files
+
+        path = Path(ns.json)
+        write_files(path.parent, {path.name: json_writer(result.to_json())})
+        console.print(f"wrote {path}")
+    if ns.node_data:
+        from ._tools import write_node_data
+
+        values = {
+            m.tag: m.max_abs_diff if ns.run else float(sum(m.added.values()) + sum(m.removed.values()))
+            for m in result.modules
+            if not ns.run or m.max_abs_diff is not None
+        }
+        write_node_data(ns.node_data, result.second, values)
+        console.print(f"wrote {ns.node_data} (Model Explorer node data for {model_file(Path(ns.second))})")
 
 
 def cmd_report(ns: argparse.Namespace) -> None:
@@ -611,6 +691,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--provider", choices=("cpu", "cuda"), default="cpu", help="run on the CPU or on CUDA (onnxruntime-gpu)"
     )
     p.add_argument("--from", metavar="TAGGED", help="MODEL is another tool's output of this export: retag it first")
+    p.add_argument("--node-data", metavar="FILE", help=_NODE_DATA.format("time, split among its module's nodes"))
+    p.add_argument("--trace", metavar="FILE", help="write one run as a trace for ui.perfetto.dev, spans by module")
     p.set_defaults(func=cmd_profile)
     p = sub.add_parser("retag", help="tag a model another tool made from a tagged one (optimized, quantized, …)")
     p.add_argument("model", help="the transformed .onnx file")
@@ -631,6 +713,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", action="append", metavar="PATTERN", help="quantize only these modules (repeatable)")
     p.add_argument("--force", action="store_true", help="write over the input or a file of an export folder")
     p.set_defaults(func=cmd_quantize)
+    p = sub.add_parser(
+        "diff", help="what changed by module between two tagged models (or an export and a tool's output)"
+    )
+    p.add_argument("first", help="an export folder or tagged .onnx file")
+    p.add_argument("second", help="another export, or a model a tool made from the first (retagged from it)")
+    p.add_argument(
+        "--run", action="store_true", help="also run both on the same inputs and compare each module's values"
+    )
+    p.add_argument(
+        "--dims", metavar="NAME=N,...", default="", help="sizes of symbolic input dims with --run (others: 2)"
+    )
+    p.add_argument("--all", action="store_true", help="list every module, not only those that changed")
+    p.add_argument("--json", metavar="FILE", help="write the comparison as JSON")
+    p.add_argument("--node-data", metavar="FILE", help=_NODE_DATA.format("change (ops, or the difference with --run)"))
+    p.set_defaults(func=cmd_diff)
     p = sub.add_parser("sensitivity", help="quantize one module at a time and rank the modules by output error")
     p.add_argument("model", help="an export folder or its .onnx file")
     p.add_argument("--mode", choices=MODES, default="dynamic", help="the precision tried (default: dynamic)")
@@ -639,6 +736,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--atol", type=float, help="the largest output difference the policy may leave")
     p.add_argument("--min-cosine", type=float, help="the lowest output cosine similarity the policy may leave")
     p.add_argument("--policy", metavar="FILE", help="write the policy that meets --atol/--min-cosine (JSON)")
+    p.add_argument("--node-data", metavar="FILE", help=_NODE_DATA.format("output error when quantized alone"))
     p.set_defaults(func=cmd_sensitivity)
     p = sub.add_parser("report", help="write report.html: module tree, DAGs, profile and verify results, offline")
     p.add_argument("directory", help="an export folder (its profile.json and verify.json are used when present)")
@@ -668,6 +766,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the export a transformed .onnx file was made from (optimized, quantized): retag it, and tell each "
         "module's own error from the one its inputs bring",
     )
+    p.add_argument("--node-data", metavar="FILE", help=_NODE_DATA.format("module's error (its own, with --from)"))
     p.set_defaults(func=cmd_verify)
     p = sub.add_parser("doctor", help="print the versions in use and the private names of them hiercompile uses")
     p.set_defaults(func=cmd_doctor)

@@ -3,6 +3,7 @@ every advertised task exports, and no option is silently ignored."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import run_onnx
+from hiercompile.passes import get_tags
 
 from hiercompile._cli import main
 from hiercompile._hf._tasks import TASKS
@@ -331,11 +333,32 @@ def test_verify_from_tells_a_tools_own_error_from_what_its_inputs_bring(checkpoi
     optimized = tmp_path / "optimized.onnx"
     TOOLS["ORT optimized, ALL"](out / "model.onnx", optimized)
     capsys.readouterr()
-    assert main(["verify", str(tmp_path / "ckpt"), str(optimized), "--from", str(out), "--seq-len", "8"]) == 0
+    nd = tmp_path / "nd.json"
+    argv = [
+        "verify",
+        str(tmp_path / "ckpt"),
+        str(optimized),
+        "--from",
+        str(out),
+        "--seq-len",
+        "8",
+        "--node-data",
+        str(nd),
+    ]
+    assert main(argv) == 0
     printed = capsys.readouterr()
     assert "every module matched" in printed.err and "own ops' error" in printed.out
     report = verify_pretrained(str(tmp_path / "ckpt"), out, seq_len=8, single_file=optimized, source=out)["model"]
     assert "fused" in {c.status for c in report.modules} and report.ok
+    # Model Explorer's overlay: the shipped model's nodes, each with its module's own error
+    results = json.loads(nd.read_text())["main_graph"]["results"]
+    retagged = hiercompile.retag(optimized, out).model
+    owner = {n.name: get_tags(n)[0] for n in retagged.graph if get_tags(n)}
+    errors = {c.tag: c.max_abs_diff if c.own_abs_diff is None else c.own_abs_diff for c in report.modules}
+    assert results and set(results) <= set(owner)
+    for name, entry in results.items():
+        if owner[name] in errors and report.by_tag()[owner[name]].status in ("matched", "inherited"):
+            assert entry["value"] == pytest.approx(errors[owner[name]], abs=1e-6)
 
     block = "/GPT2LMHeadModel/GPT2Model/GPT2Block.1"
     retriever = hiercompile.HierarchyRetriever(out)

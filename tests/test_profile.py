@@ -141,3 +141,62 @@ def test_a_model_tagged_in_part_profiles_its_untagged_kernels_in_their_own_row(t
     report = hiercompile.profile(tmp_path / "m.onnx", runs=2)  # ORT's graph is retagged: structure may reach it
     assert set(report.unattributed) <= {tanh.name}
     assert report.kernels == sum(m.ops for m in report.modules) + len(report.unattributed)
+
+
+def test_the_trace_nests_each_kernel_in_the_spans_of_its_module_and_its_ancestors(bert_profile):
+    """Chrome's trace format: complete events ("X") with microsecond ``ts``/``dur``, one track;
+    module spans nest as the modules do, each kernel inside exactly its module's chain."""
+    from hiercompile.passes import ancestors
+
+    result, _ = bert_profile
+    trace = result.to_trace()
+    events = json.loads(json.dumps(trace))["traceEvents"]  # plain JSON
+    assert all(e["ph"] == "X" and e["pid"] == e["tid"] == 1 and e["dur"] >= 0 for e in events)
+    (run,) = [e for e in events if e["cat"] == "run"]
+    spans = [e for e in events if e["cat"] == "module"]
+    kernels = [e for e in events if e["cat"] == "kernel"]
+    assert kernels and spans and len(kernels) == result.kernels
+
+    def holds(outer, inner) -> bool:
+        return outer["ts"] <= inner["ts"] and inner["ts"] + inner["dur"] <= outer["ts"] + outer["dur"]
+
+    # every pair of intervals nests or is disjoint: the spans draw as a tree
+    boxes = [run, *spans, *kernels]
+    for a in boxes:
+        for b in boxes:
+            overlap = a["ts"] < b["ts"] + b["dur"] and b["ts"] < a["ts"] + a["dur"]
+            assert not overlap or holds(a, b) or holds(b, a) or a["dur"] == 0 or b["dur"] == 0
+    for kernel in kernels:
+        assert holds(run, kernel)
+        around = sorted({s["args"]["module"] for s in spans if holds(s, kernel)}, key=len)
+        assert around == list(reversed(ancestors(kernel["args"]["module"])))
+    assert sum(k["dur"] for k in kernels) <= run["dur"]
+
+
+def test_profile_and_verify_write_model_explorer_node_data(bert_export, tmp_path, capsys):
+    """The node data loads into Model Explorer's own classes (strictly: no field it does not
+    know), names nodes of the model, and carries each module's figure."""
+    dacite = pytest.importorskip("dacite")
+    ndb = pytest.importorskip("model_explorer.node_data_builder")
+    from hiercompile.passes import get_tags
+
+    from hiercompile._cli import main
+
+    *_, out = bert_export
+    assert main(["profile", str(out / "model.onnx"), "--runs", "3", "--json", str(tmp_path / "p.json"),
+                 "--node-data", str(tmp_path / "nd.json"), "--trace", str(tmp_path / "trace.json")]) == 0  # fmt: skip
+    data = json.loads((tmp_path / "nd.json").read_text())
+    graph = dacite.from_dict(ndb.GraphNodeData, data["main_graph"], config=dacite.Config(strict=True))
+    model = ndb.ModelNodeData(graphsData={"main_graph": graph})
+    theirs = json.loads(model.to_json_string())["main_graph"]  # Model Explorer's writer adds its defaults
+    assert {key: theirs[key] for key in data["main_graph"]} == data["main_graph"]
+    onnx_model = ir.load(out / "model.onnx")
+    owner = {n.name: get_tags(n)[0] for n in onnx_model.graph}
+    assert set(graph.results) <= set(owner) and len(graph.results) == len(owner)
+    times = json.loads((tmp_path / "p.json").read_text())["modules"]
+    for tag in ("/BertModel/BertEncoder/BertLayer.0/BertIntermediate", "/BertModel/BertPooler"):
+        shares = [r.value for name, r in graph.results.items() if owner[name] == tag]
+        assert sum(shares) == pytest.approx(times[tag]["self_ms"])  # a module's nodes add up to its time
+    assert json.loads((tmp_path / "trace.json").read_text())["traceEvents"]
+    printed = capsys.readouterr().err
+    assert "Model Explorer node data" in printed and "ui.perfetto.dev" in printed

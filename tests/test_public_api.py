@@ -12,11 +12,13 @@ import hiercompile
 
 FUNCTIONS = [
     "backend",
+    "diff",
     "export",
     "export_pretrained",
     "extract",
     "functionize",
     "is_kept",
+    "node_data",
     "profile",
     "quantize",
     "report",
@@ -26,6 +28,7 @@ FUNCTIONS = [
     "verify_pretrained",
 ]
 CLASSES = [
+    "DiffReport",
     "ExportResult",
     "FunctionizeResult",
     "HierarchyRetriever",

@@ -232,8 +232,12 @@ def test_sensitivity_command(fragile_export, tmp_path, capsys):
 
     _, _, out = fragile_export
     policy = tmp_path / "p.json"
-    assert main(["sensitivity", str(out), "--atol", "0.1", "--policy", str(policy)]) == 0
+    nd = tmp_path / "nd.json"
+    assert main(["sensitivity", str(out), "--atol", "0.1", "--policy", str(policy), "--node-data", str(nd)]) == 0
     printed = capsys.readouterr()
+    results = json.loads(nd.read_text())["main_graph"]["results"]
+    worst = max(results, key=lambda name: results[name]["value"])
+    assert worst.startswith("/blocks.1/") and "Model Explorer node data" in printed.err
     rows = [line for line in printed.out.splitlines() if "/Stack/Block" in line]
     assert rows[0].startswith("│ /Stack/Block.1") and len(rows) == 3
     assert "[3/3] /Stack/Block." in printed.err and "keeping 1 of 3 modules in float" in printed.err

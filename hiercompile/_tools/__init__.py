@@ -1,7 +1,8 @@
 """Tools on a tagged ONNX model: query (``_retrieve``), cut out a module (``_extract``), per-module
 checks against PyTorch (``_verify``), per-module time in ONNX Runtime (``_profile``), the offline
 HTML page (``_report``), tags after another tool (``_retag``), quantization by module
-(``_quantize``) and which modules it hurts (``_sensitivity``). The packages above import from
+(``_quantize``), which modules it hurts (``_sensitivity``), what changed by module (``_diff``)
+and overlays for Model Explorer (``_overlay``). The packages above import from
 here; each tool loads on first use."""
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ _LAZY = types.MappingProxyType(
         "load_tagged": "._retrieve",
         "model_file": "._retrieve",
         "extract": "._extract",
+        "DiffReport": "._diff",
+        "diff": "._diff",
         "ModuleCheck": "._verify",
         "VerifyReport": "._verify",
         "verify": "._verify",
@@ -29,6 +32,8 @@ _LAZY = types.MappingProxyType(
         "ModuleTime": "._profile",
         "ProfileReport": "._profile",
         "profile": "._profile",
+        "node_data": "._overlay",
+        "write_node_data": "._overlay",
         "report": "._report",
         "retag": "._retag",
         "Policy": "._quantize",
@@ -41,7 +46,9 @@ _LAZY = types.MappingProxyType(
 )
 
 if TYPE_CHECKING:  # the same names, for type checkers (a test holds them equal)
+    from ._diff import DiffReport, diff  # noqa: F401
     from ._extract import extract  # noqa: F401
+    from ._overlay import node_data, write_node_data  # noqa: F401
     from ._profile import OVERHEAD, UNATTRIBUTED, ModuleTime, ProfileReport, profile  # noqa: F401
     from ._quantize import Policy, QuantizeResult, quantize  # noqa: F401
     from ._report import report  # noqa: F401

@@ -18,7 +18,7 @@ from .._artifacts import PROFILE_FILE, write_result
 from .._axes import PAST, SEQUENCE, TOTAL
 from .._errors import InputError, ProfileError, first_line
 from .._io import onnx_writer
-from ..passes import RetagPass, get_tags
+from ..passes import RetagPass, ancestors, get_tags
 from ._retrieve import HierarchyRetriever, ModelSource, model_file
 
 OVERHEAD = "(runtime, outside any op)"
@@ -59,6 +59,12 @@ class ProfileReport:
     kernels: int  # distinct kernels ORT ran per run
     unattributed_ms: float = 0.0  # kernels no evidence ties to a module
     unattributed: list[str] = dataclasses.field(default_factory=list)  # their names
+    trace: list[dict] = dataclasses.field(default_factory=list)  # one typical run, as Chrome trace events
+
+    def to_trace(self) -> dict:
+        """The median typical run in Chrome's trace format (``chrome://tracing``, ui.perfetto.dev):
+        a span per module, nested as the modules are, around the kernels that ran in it."""
+        return {"traceEvents": self.trace, "displayTimeUnit": "ms"}
 
     def top(self, n: int = 10) -> list[ModuleTime]:
         """The ``n`` modules with the most time of their own."""
@@ -248,6 +254,57 @@ def _attribute(
         count = sum(1 for owner in seen.values() if owner == tag)
         modules.append(ModuleTime(tag, self_ms[tag], subtree_ms, subtree_ms / run_ms if run_ms else 0.0, count))
     unattributed = sorted(k for k, owner in seen.items() if owner is None)
+    median = typical[len(typical) // 2]
     return ProfileReport(
-        modules, run_ms, kernel_ms, run_ms - kernel_ms - unattributed_ms, runs, len(seen), unattributed_ms, unattributed
+        modules,
+        run_ms,
+        kernel_ms,
+        run_ms - kernel_ms - unattributed_ms,
+        runs,
+        len(seen),
+        unattributed_ms,
+        unattributed,
+        _trace(run_events[median], kernels, kernel_tags),
     )
+
+
+def _trace(run: dict, kernels: list[dict], kernel_tags: dict[str, str]) -> list[dict]:
+    """One run as Chrome trace events (``chrome://tracing``, Perfetto): the run, then a span per
+    module around its kernels, nested as the modules are, the kernels inside.
+
+    Rules:
+
+    1. Kernels are taken in start order; a module's span opens at the first kernel of its
+       subtree and closes at the end of the last one before a kernel outside it.
+    2. A module that runs again after another one's kernels gets a span for each stretch.
+    3. A kernel of no known module sits directly in the run; times are microseconds from
+       the run's start, all on one track.
+    """
+    start = run["ts"]
+    inside = sorted((e for e in kernels if start <= e["ts"] <= start + run["dur"]), key=lambda e: (e["ts"], -e["dur"]))
+    events = [_span("model_run", "run", 0, run["dur"], {})]
+    open_spans: list[list] = []  # [tag, start, end], outermost first
+
+    def close(keep: list[str]) -> None:
+        while open_spans and open_spans[-1][0] not in keep:
+            tag, begin, end = open_spans.pop()
+            events.append(_span(tag.rsplit("/", 1)[-1], "module", begin, end - begin, {"module": tag}))
+
+    for event in inside:
+        kernel = event["name"][: -len(_KERNEL)]
+        tag = kernel_tags.get(kernel)
+        chain = list(reversed(ancestors(tag))) if tag else []
+        begin, end = event["ts"] - start, event["ts"] - start + event["dur"]
+        close(chain)
+        for t in chain[len(open_spans) :]:
+            open_spans.append([t, begin, end])
+        for span in open_spans:
+            span[2] = max(span[2], end)
+        op = event.get("args", {}).get("op_name", "")
+        events.append(_span(kernel, "kernel", begin, event["dur"], {"module": tag or "", "op_type": op}))
+    close([])
+    return events
+
+
+def _span(name: str, category: str, ts: float, dur: float, args: dict) -> dict:
+    return {"name": name, "cat": category, "ph": "X", "ts": ts, "dur": dur, "pid": 1, "tid": 1, "args": args}

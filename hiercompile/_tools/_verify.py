@@ -173,7 +173,7 @@ def _capture_outputs(
     return outputs, finished
 
 
-def _run_exposing_values(model: ir.Model, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def run_exposing_values(model: ir.Model, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Run ``model`` in ONNX Runtime with every node output exposed; value name -> array."""
     exposed = ir.from_proto(ir.to_proto(model))  # a copy; a tool may have left the nodes out of order
     common_passes.TopologicalSortPass()(exposed)
@@ -291,7 +291,7 @@ def _verify(
     elif missing_feeds := sorted(set(graph_inputs) - set(feeds)):
         raise VerifyError(f"feeds has no {', '.join(missing_feeds)}, which the ONNX model takes")
     expected, finished = _capture_outputs(model, args, kwargs, hierarchy)
-    values = _run_exposing_values(retriever.model, {k: v for k, v in feeds.items() if k in graph_inputs})
+    values = run_exposing_values(retriever.model, {k: v for k, v in feeds.items() if k in graph_inputs})
     initializers = retriever.model.graph.initializers
     for name, value in initializers.items():  # folded constants: a module's output may have become one
         if value.const_value is not None and name not in values:
@@ -366,7 +366,7 @@ class _OwnErrors:
         self.source = HierarchyRetriever(source)
         reference = self.source.model
         inputs = {v.name for v in reference.graph.inputs}
-        self.reference = _run_exposing_values(reference, {k: v for k, v in feeds.items() if k in inputs})
+        self.reference = run_exposing_values(reference, {k: v for k, v in feeds.items() if k in inputs})
         self.reference.update({k: np.asarray(v) for k, v in feeds.items()})
         self.values = {**{k: np.asarray(v) for k, v in feeds.items()}, **values}
         self.names = names  # a value of the model -> the source value it stands for
