@@ -410,6 +410,7 @@ def cmd_verify(ns: argparse.Namespace) -> None:
 
 
 _NODE_DATA = "write Model Explorer node data: each node coloured by its {}"
+_CALIBRATION = "inputs for static and qdq: arrays named as the model's inputs, samples along the first axis"
 
 
 def _dims(text: str) -> dict[str, int]:
@@ -485,7 +486,10 @@ def cmd_quantize(ns: argparse.Namespace) -> None:
     from ._tools import quantize
 
     out = _file_output(ns.output, ns.model, ns.force)
-    result = quantize(ns.model, out, mode=ns.mode, exclude=ns.exclude or (), only=ns.only or (), policy=ns.policy)
+    result = quantize(
+        ns.model, out, mode=ns.mode, exclude=ns.exclude or (), only=ns.only or (), policy=ns.policy,
+        calibration=ns.calibration,
+    )  # fmt: skip
     title = f"policy {ns.policy}" if ns.policy else f"{ns.mode or 'dynamic'} quantization"
     table = Table(title=f"{title} per module ({out})")
     for column in ("module", "precision", "quantized ops", "float ops kept"):
@@ -522,13 +526,15 @@ def cmd_sensitivity(ns: argparse.Namespace) -> None:
         min_cosine=ns.min_cosine,
         policy=ns.policy,
         progress=report,
+        calibration=ns.calibration,
     )
     table = Table(title=f"{ns.mode} quantization of one module at a time: the model's outputs against the export's")
-    for column in ("module", "quantized ops", "max abs diff", "cosine"):
+    for column in ("module", "quantized ops", "max abs diff", "cosine", "own error"):
         table.add_column(column, justify="left" if column == "module" else "right")
     for row in result.modules:
-        table.add_row(row.tag, str(row.ops), *_error_cells((row.max_abs_diff, row.cosine)))
-    table.add_row("(all of them)", str(sum(r.ops for r in result.modules)), *_error_cells(result.all_quantized))
+        own = "" if row.own_abs_diff is None else f"{row.own_abs_diff:.2e}"
+        table.add_row(row.tag, str(row.ops), *_error_cells((row.max_abs_diff, row.cosine)), own)
+    table.add_row("(all of them)", str(sum(r.ops for r in result.modules)), *_error_cells(result.all_quantized), "")
     _console(stderr=False).print(table)
     if result.policy is not None:
         kept = [tag for tag, mode in result.policy.modules.items() if mode == "float"]
@@ -703,7 +709,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("quantize", help="ONNX Runtime's quantizers, the precision chosen by module")
     p.add_argument("model", help="an export folder or its .onnx file")
     p.add_argument("output", help="the .onnx file to write (tagged)")
-    p.add_argument("--mode", choices=MODES, help="int8 weights (dynamic, the default), int4 weights, or float16")
+    p.add_argument("--mode", choices=MODES, help="dynamic int8 (the default), static int8 (static, qdq), int4, fp16")
+    p.add_argument("--calibration", metavar="FILE.npz", help=_CALIBRATION)
     p.add_argument(
         "--policy", metavar="FILE", help="precision per module pattern (JSON or TOML; sensitivity writes one)"
     )
@@ -731,6 +738,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sensitivity", help="quantize one module at a time and rank the modules by output error")
     p.add_argument("model", help="an export folder or its .onnx file")
     p.add_argument("--mode", choices=MODES, default="dynamic", help="the precision tried (default: dynamic)")
+    p.add_argument("--calibration", metavar="FILE.npz", help=_CALIBRATION)
     p.add_argument("--depth", type=int, help="try the modules at this depth (default: each module owning weights)")
     p.add_argument("--dims", metavar="NAME=N,...", default="", help="sizes of symbolic input dims (others: 2)")
     p.add_argument("--atol", type=float, help="the largest output difference the policy may leave")

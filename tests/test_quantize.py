@@ -297,3 +297,35 @@ def test_sensitivity_on_a_decoder_meets_its_tolerance(decoder_export):
     assert report.policy_error[1] >= 0.999 > report.all_quantized[1]
     kept = [tag for tag, mode in report.policy.modules.items() if mode == "float"]
     assert kept == [row.tag for row in report.modules[: len(kept)]]  # the worst first
+
+
+@pytest.mark.parametrize(("mode", "quantized_op"), [("static", "QLinearMatMul"), ("qdq", "MatMul")])
+def test_static_and_qdq_calibrate_on_the_samples_given_and_keep_an_excluded_module_float(
+    stack_export, tmp_path, mode, quantized_op
+):
+    model, x, out = stack_export
+    samples = np.random.default_rng(0).standard_normal((8, 2, 5, 16)).astype(np.float32)
+    np.savez(tmp_path / "calibration.npz", x=samples)
+    result = quantize(out, mode=mode, exclude=["/Stack/Block.1"], calibration=tmp_path / "calibration.npz")
+    blocks = _weights_by_block(result)
+    assert blocks["/Stack/Block.0"] == blocks["/Stack/Block.2"] == {quantized_op, ir.DataType.INT8}
+    assert blocks["/Stack/Block.1"] == {"MatMul", ir.DataType.FLOAT}
+    assert result.kept == {"/Stack/Block.1": 2} and result.retagged.coverage == 1.0
+    with torch.no_grad():
+        want = model(x).numpy()
+    assert 0 < np.abs(session(result.model).run(None, {"x": x.numpy()})[0] - want).max() < 0.2
+    with pytest.raises(hiercompile.InputError, match="pass calibration"):
+        quantize(out, mode=mode)
+    np.savez(tmp_path / "uneven.npz", x=samples, y=samples[:3])
+    with pytest.raises(hiercompile.InputError, match="the same number of samples"):
+        quantize(out, mode=mode, calibration=tmp_path / "uneven.npz")
+
+
+def test_each_module_tried_alone_reports_the_error_its_own_ops_make(fragile_export):
+    """With every other module in float, the values leaving a module differ by its own ops
+    alone: the fragile block's are far off, and a block after it, alone, adds little."""
+    _, _, out = fragile_export
+    report = sensitivity(out)
+    own = {row.tag: row.own_abs_diff for row in report.modules}
+    assert own["/Stack/Block.1"] > 10 * max(own["/Stack/Block.0"], own["/Stack/Block.2"])
+    assert all(value is not None and value > 0 for value in own.values())

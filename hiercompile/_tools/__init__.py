@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from .._lazy import lazy_names
 
-MODES = ("dynamic", "int4", "fp16")
+MODES = ("dynamic", "static", "qdq", "int4", "fp16")
 """The precisions ``quantize`` and ``sensitivity`` take (here, so the command line's choices load nothing)."""
 
 _LAZY = types.MappingProxyType(

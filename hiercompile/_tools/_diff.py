@@ -7,18 +7,18 @@ a quantizer), so both sides are read by the same module tags.
 Rules:
 
 1. A module's ops are the nodes whose primary tag it is; its op types before and after are
-   counted, and the difference names what was fused or split (``-MatMul 3, +Attention 1``).
+   counted, and the difference names what was fused or split (``-MatMul 2, -Mul 1, +FusedMatMul 1``).
 2. A weight belongs to the modules its tags name (the first); one of both models by name is
    the same or changed (values compared), one of one model only is removed or added (a
    quantizer's ``…_quantized`` copy is added, the float one removed).
-3. With ``run``, both models run on the same inputs and each module's values that leave it
-   are compared with their counterparts (same name, or the value retag says stands for it);
+3. With ``run``, both models run on the same inputs and the values each module's own ops
+   hand outside its subtree are compared with their counterparts (same name, or the value retag says stands for it);
    the largest difference is the module's.
 """
 
 from __future__ import annotations
 
-__all__ = ["DiffReport", "ModuleDiff", "diff"]
+__all__ = ["DiffReport", "ModuleDiff", "diff", "largest_difference", "leaving_values"]
 
 import collections
 import dataclasses
@@ -30,7 +30,7 @@ import onnx_ir as ir
 
 from .. import _ort
 from .._errors import InputError
-from ..passes import RetagResult, get_tags
+from ..passes import RetagResult, get_tags, is_under
 from ._profile import example_feeds
 from ._retag import retag
 from ._retrieve import HierarchyRetriever, ModelSource, load_file, load_tagged
@@ -61,7 +61,7 @@ class ModuleDiff:
         return bool(self.added or self.removed or set(self.weights) - {"same"})
 
     def summary(self) -> str:
-        """``-MatMul 3, +Attention 1``, or ``unchanged``."""
+        """``-MatMul 2, -Mul 1, +FusedMatMul 1``, or ``unchanged``."""
         parts = [f"-{op} {n}" for op, n in sorted(self.removed.items())]
         parts += [f"+{op} {n}" for op, n in sorted(self.added.items())]
         return ", ".join(parts) or "unchanged"
@@ -174,20 +174,35 @@ def _run(
         for value, source in retagged.values.items():
             if value in theirs and source not in theirs:
                 counterpart.setdefault(source, value)
-    owner = {n.name: (get_tags(n) or [""])[0] for n in before.graph}
-    leaving: dict[str, list[str]] = collections.defaultdict(list)  # tag -> values its ops hand to others
-    outputs = set(before.graph.outputs)
-    for node in before.graph:
-        for value in node.outputs:
-            readers = {owner.get(user.name) for user, _ in value.uses()}
-            if value in outputs or readers - {owner[node.name]}:
-                leaving[owner[node.name]].append(value.name)
+    leaving = leaving_values(before)
     for module in found:
-        diffs = []
-        for name in leaving.get(module.tag, []):
-            other = counterpart.get(name)
-            if name in mine and other in theirs and np.shape(mine[name]) == np.shape(theirs[other]):
-                a, b = np.asarray(mine[name]), np.asarray(theirs[other])
-                if np.issubdtype(a.dtype, np.number) and a.size:
-                    diffs.append(float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max()))
-        module.max_abs_diff = max(diffs) if diffs else None
+        module.max_abs_diff = largest_difference(leaving.get(module.tag, []), mine, theirs, counterpart)
+
+
+def leaving_values(model: ir.Model) -> dict[str, list[str]]:
+    """Per primary tag, the values its own ops hand to ops outside its subtree or to the graph's outputs."""
+    owner = {n.name: (get_tags(n) or [""])[0] for n in model.graph}
+    leaving: dict[str, list[str]] = collections.defaultdict(list)
+    outputs = set(model.graph.outputs)
+    for node in model.graph:
+        tag = owner[node.name]
+        for value in node.outputs:
+            outside = any(not is_under(owner.get(user.name, ""), tag) for user, _ in value.uses())
+            if value in outputs or outside:
+                leaving[tag].append(value.name)
+    return dict(leaving)
+
+
+def largest_difference(
+    names: list[str], mine: Mapping[str, np.ndarray], theirs: Mapping[str, np.ndarray], counterpart: Mapping[str, str]
+) -> float | None:
+    """The largest absolute difference between the numeric values ``names`` and their
+    counterparts of the same shape; None when none can be compared."""
+    diffs = []
+    for name in names:
+        other = counterpart.get(name)
+        if name in mine and other in theirs and np.shape(mine[name]) == np.shape(theirs[other]):
+            a, b = np.asarray(mine[name]), np.asarray(theirs[other])
+            if np.issubdtype(a.dtype, np.number) and a.size:
+                diffs.append(float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max()))
+    return max(diffs) if diffs else None

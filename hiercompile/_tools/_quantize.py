@@ -10,10 +10,12 @@ Rules:
 1. A pattern names module tags (:func:`tags_matching`); a module stands for its subtree.
 2. Each op takes the precision of the most specific pattern naming one of its modules (the
    deepest module; between patterns naming the same one, the later), else the default.
-3. Precisions: ``dynamic`` (int8 weights, activations quantized at run time), ``int4``
+3. Precisions: ``dynamic`` (int8 weights, activations quantized at run time), ``static``
+   and ``qdq`` (int8 weights and activations, ranges measured on calibration inputs;
+   quantized ops, or float ops between QuantizeLinear/DequantizeLinear), ``int4``
    (``MatMulNBits``, 4-bit weights in blocks of 32), ``fp16`` (float16 weights and compute,
    float32 inputs and outputs) and ``float`` (left as exported). Several in one model are
-   applied in that order, each to its own ops.
+   applied int4, static, qdq, dynamic, fp16, each to its own ops.
 4. A pattern that names no module is an error, and so is a precision not in rule 3.
 """
 
@@ -22,11 +24,13 @@ from __future__ import annotations
 __all__ = [
     "FLOAT",
     "MODES",
+    "STATIC",
     "WEIGHT_OPS",
     "Policy",
     "QuantizeResult",
     "apply",
     "quantize",
+    "read_calibration",
     "tags_matching",
     "weight_dtypes",
 ]
@@ -39,6 +43,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import onnx
 import onnx_ir as ir
 
@@ -50,6 +55,7 @@ from . import MODES
 from ._retag import retag
 from ._retrieve import HierarchyRetriever, ModelSource, model_file
 
+STATIC = ("static", "qdq")  # the precisions that need calibration inputs
 FLOAT = "float"
 # ops whose weights a quantizer stores in another precision, and the dtypes it stores them in
 WEIGHT_OPS = frozenset({"MatMul", "Gemm", "Conv", "ConvTranspose", "Gather"})
@@ -158,14 +164,18 @@ def quantize(
     exclude: Sequence[str] = (),
     only: Sequence[str] = (),
     policy: Policy | str | Path | None = None,
+    calibration: str | Path | Mapping[str, np.ndarray] | None = None,
 ) -> QuantizeResult:
     """Quantize a hiercompile export with ONNX Runtime's quantizers in ``mode`` (``dynamic``,
     the default, ``int4`` or ``fp16``), leaving out the modules ``exclude`` names and, with
     ``only``, quantizing only the modules it names (tag patterns, see :func:`tags_matching`;
     a module stands for its subtree); or by a :class:`Policy` (or its file), which names a
-    precision per module. A pattern that names no module is an :class:`InputError`. The
-    result is tagged; ``output``: write it there.
+    precision per module. A pattern that names no module is an :class:`InputError`.
+    ``calibration`` (``static`` and ``qdq``): inputs like the real ones, ``{input name: array}``
+    with samples along the first axis, or an ``.npz`` file of them. The result is tagged;
+    ``output``: write it there.
     """
+    samples = read_calibration(calibration) if calibration is not None else None
     if policy is not None:
         if mode is not None or exclude or only:
             raise InputError("a policy names the precision of each module; leave out mode, exclude and only")
@@ -188,7 +198,7 @@ def quantize(
         if source is None:
             ir.save(retriever.model, str(src))
         quantized = Path(tmp) / "quantized.onnx"
-        apply(src, quantized, chosen)
+        apply(src, quantized, chosen, samples)
         result = retag(quantized, export)
     quantized_ops, kept = _counts(result.model)
     modes = {}
@@ -203,12 +213,20 @@ def quantize(
     )
 
 
-def apply(source: Path, target: Path, chosen: Mapping[str, str]) -> None:
+def apply(
+    source: Path, target: Path, chosen: Mapping[str, str], calibration: Mapping[str, np.ndarray] | None = None
+) -> None:
     """Quantize the model at ``source`` into ``target``, each node of ``chosen`` ({node name:
-    precision}) in its precision (rule 3: int4, then dynamic, then fp16)."""
+    precision}) in its precision (rule 3: int4, then static and qdq on ``calibration``, then
+    dynamic, then fp16)."""
     by_mode: dict[str, set[str]] = collections.defaultdict(set)
     for name, mode in chosen.items():
         by_mode[mode].add(name)
+    if any(by_mode[mode] for mode in STATIC) and calibration is None:
+        raise InputError(
+            "static and qdq quantization measure activation ranges on inputs like the real ones: pass "
+            "calibration (--calibration FILE.npz: arrays named as the model's inputs, one sample per first-axis entry)"
+        )
     model = onnx.load(str(source))
     with quiet_loggers(*_ORT_LOGGERS):
         if by_mode["int4"]:
@@ -219,6 +237,9 @@ def apply(source: Path, target: Path, chosen: Mapping[str, str]) -> None:
             quantizer = MatMulNBitsQuantizer(model, block_size=32, is_symmetric=True, nodes_to_exclude=others)
             quantizer.process()
             model = quantizer.model.model
+        for mode in STATIC:
+            if by_mode[mode]:
+                model = _static(model, target, by_mode[mode], mode, calibration)
         if by_mode["dynamic"]:
             from onnxruntime.quantization import quantize_dynamic
 
@@ -234,6 +255,47 @@ def apply(source: Path, target: Path, chosen: Mapping[str, str]) -> None:
             blocked = [n.name for n in model.graph.node if n.name not in by_mode["fp16"]]
             model = convert_float_to_float16(model, keep_io_types=True, node_block_list=blocked)
     onnx.save(model, str(target))
+
+
+def read_calibration(source: str | Path | Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Calibration inputs: ``{input name: array}``, samples along the first axis (an ``.npz``
+    file of such arrays, as ``numpy.savez`` writes it); every array holds the same number."""
+    if not isinstance(source, Mapping):
+        path = Path(source)
+        if not path.is_file():
+            raise InputError(f"calibration {path}: no such file; write one with numpy.savez(path, input_name=samples)")
+        with np.load(path) as data:
+            source = {name: data[name] for name in data.files}
+    counts = {name: len(array) for name, array in source.items()}
+    if not counts or len(set(counts.values())) != 1:
+        raise InputError(
+            f"calibration: every input needs the same number of samples along its first axis, got {counts}"
+        )
+    return dict(source)
+
+
+def _static(
+    model: onnx.ModelProto, target: Path, nodes: set[str], mode: str, calibration: Mapping[str, np.ndarray]
+) -> onnx.ModelProto:
+    """ONNX Runtime's static quantization of ``nodes``: int8 weights and activations, the
+    activations' ranges measured on ``calibration``; ``qdq`` keeps the float ops between
+    QuantizeLinear/DequantizeLinear pairs, ``static`` makes quantized ops (QLinearMatMul)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+
+    class Samples(CalibrationDataReader):
+        def __init__(self) -> None:
+            count = len(next(iter(calibration.values())))
+            self.samples = iter([{name: array[k] for name, array in calibration.items()} for k in range(count)])
+
+        def get_next(self) -> dict | None:
+            return next(self.samples, None)
+
+    staged = target.with_name(f"{mode}.onnx")
+    onnx.save(model, str(staged))
+    names = sorted(nodes | {f"{n}_MatMul" for n in nodes})
+    fmt = QuantFormat.QDQ if mode == "qdq" else QuantFormat.QOperator
+    quantize_static(str(staged), str(target), Samples(), quant_format=fmt, nodes_to_quantize=names)
+    return onnx.load(str(target))
 
 
 def weight_dtypes(node: ir.Node) -> list[ir.DataType]:

@@ -1,6 +1,6 @@
 """``hiercompile.sensitivity``: which modules a quantization hurts, tried one module at a time.
 
-ONNX Runtime's and AIMET's per-layer analyses pair tensors by name on an unoptimized graph;
+ONNX Runtime's and AIMET's per-op analyses pair tensors by name on an unoptimized graph;
 here a module is quantized alone (its ops resolved through the tags) and the model's
 outputs are compared with the float export's on the same inputs. The worst modules are
 then kept in float, one more at a time, until the whole model quantized by that
@@ -24,9 +24,11 @@ from .. import _ort
 from .._errors import InputError
 from .._io import json_writer, write_files
 from ..passes import get_tags, is_under
+from ._diff import largest_difference, leaving_values
 from ._profile import example_feeds
-from ._quantize import FLOAT, MODES, WEIGHT_OPS, Policy, apply, weight_dtypes
+from ._quantize import FLOAT, MODES, WEIGHT_OPS, Policy, apply, read_calibration, weight_dtypes
 from ._retrieve import HierarchyRetriever, model_file
+from ._verify import run_exposing_values
 
 Progress = Callable[[int, int, str, float], None]
 """Called after each trial with (done, total, module tag, seconds it took)."""
@@ -35,12 +37,16 @@ Progress = Callable[[int, int, str, float], None]
 @dataclasses.dataclass(frozen=True)
 class ModuleSensitivity:
     """One module quantized alone: its weighted ops quantized, and the model's outputs against
-    the float export's (largest absolute difference; lowest cosine similarity of an output)."""
+    the float export's (largest absolute difference; lowest cosine similarity of an output).
+    ``own_abs_diff``: the largest difference of the values leaving the module, which, with
+    every other module in float, its own ops alone make (``verify --from``'s own error, against
+    the export instead of PyTorch); None when none could be compared."""
 
     tag: str
     ops: int
     max_abs_diff: float
     cosine: float
+    own_abs_diff: float | None = None
 
 
 @dataclasses.dataclass
@@ -79,6 +85,7 @@ def sensitivity(
     min_cosine: float | None = None,
     policy: str | Path | None = None,
     progress: Progress | None = None,
+    calibration: str | Path | Mapping[str, np.ndarray] | None = None,
 ) -> SensitivityReport:
     """Quantize each module of a hiercompile export alone in ``mode`` and measure the error of
     the model's outputs against the float export's, on ``feeds`` (default: the inputs
@@ -90,7 +97,7 @@ def sensitivity(
     float one more at a time until the model quantized by that policy meets them;
     ``policy``: write that policy there (JSON), for ``hiercompile quantize --policy``. Time
     grows with the modules tried: one quantization and one run each, ``progress`` called
-    after each.
+    after each. ``calibration``: for ``static`` and ``qdq``, as :func:`hiercompile.quantize` takes it.
     """
     if mode not in MODES:
         raise InputError(f"mode {mode!r}: use one of {', '.join(MODES)}")
@@ -98,6 +105,7 @@ def sensitivity(
         raise InputError(
             "a policy keeps modules in float until the output meets a tolerance: give --atol or --min-cosine"
         )
+    samples = read_calibration(calibration) if calibration is not None else None
     source = model_file(Path(export))
     retriever = HierarchyRetriever(source)
     trials = _trials(retriever, depth)
@@ -109,26 +117,33 @@ def sensitivity(
     start = time.perf_counter()
     reference = _ort.session(retriever.model)
     inputs = dict(feeds) if feeds is not None else example_feeds(reference, dict(dims or {}), 2)
-    expected = reference.run(None, inputs)
+    outputs = [value.name for value in retriever.model.graph.outputs]
+    values = run_exposing_values(retriever.model, inputs)
+    expected = [values[name] for name in outputs]
+    leaving = leaving_values(retriever.model)
     names = [node.name for node in retriever.model.graph]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         target = Path(tmp) / "quantized.onnx"
 
-        runs = 0
+        runs, own = 0, None
 
-        def error(chosen: Mapping[str, str]) -> tuple[float, float]:
-            nonlocal runs
+        def error(chosen: Mapping[str, str], tag: str | None = None) -> tuple[float, float]:
+            nonlocal runs, own
             runs += 1
-            apply(source, target, chosen)
-            return _error(expected, _ort.session(target).run(None, inputs))
+            apply(source, target, chosen, samples)
+            if tag is None:
+                return _error(expected, _ort.session(target).run(None, inputs))
+            got = run_exposing_values(ir.load(target), inputs)
+            own = largest_difference(leaving.get(tag, []), values, got, {name: name for name in got})
+            return _error(expected, [got[name] for name in outputs])
 
         for done, (tag, nodes) in enumerate(trials.items(), 1):
             began = time.perf_counter()
             members = set(nodes)
-            diff, cosine = error({n: mode if n in members else FLOAT for n in names})
+            diff, cosine = error({n: mode if n in members else FLOAT for n in names}, tag)
             weighted = sum(1 for n in nodes if _weighted(retriever.model.graph.node(n)))
-            rows.append(ModuleSensitivity(tag, weighted, diff, cosine))
+            rows.append(ModuleSensitivity(tag, weighted, diff, cosine, own))
             if progress:
                 progress(done, len(trials), tag, time.perf_counter() - began)
         rows.sort(key=lambda r: (-r.max_abs_diff, r.cosine))
