@@ -488,7 +488,7 @@ def cmd_quantize(ns: argparse.Namespace) -> None:
     out = _file_output(ns.output, ns.model, ns.force)
     result = quantize(
         ns.model, out, mode=ns.mode, exclude=ns.exclude or (), only=ns.only or (), policy=ns.policy,
-        calibration=ns.calibration,
+        calibration=ns.calibration, source=getattr(ns, "from"),
     )  # fmt: skip
     title = f"policy {ns.policy}" if ns.policy else f"{ns.mode or 'dynamic'} quantization"
     table = Table(title=f"{title} per module ({out})")
@@ -714,6 +714,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--policy", metavar="FILE", help="precision per module pattern (JSON or TOML; sensitivity writes one)"
     )
+    p.add_argument("--from", metavar="TAGGED", help="MODEL is another tool's output of this export: retag it first")
     p.add_argument(
         "--exclude", action="append", metavar="PATTERN", help="keep these modules in float (repeatable), e.g. '**/MLP'"
     )

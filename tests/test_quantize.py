@@ -329,3 +329,22 @@ def test_each_module_tried_alone_reports_the_error_its_own_ops_make(fragile_expo
     own = {row.tag: row.own_abs_diff for row in report.modules}
     assert own["/Stack/Block.1"] > 10 * max(own["/Stack/Block.0"], own["/Stack/Block.2"])
     assert all(value is not None and value > 0 for value in own.values())
+
+
+def test_an_encoder_after_onnx_runtime_quantized_by_pattern_through_its_retagged_tags(bert_export, tmp_path):
+    """An encoder the optimizer already rewrote (MatMul+Add into Gemm, LayerNorm fusions): the
+    patterns resolve through the tags retag gives it, and the excluded layer keeps float weights."""
+    import onnxruntime as ort
+
+    *_, out = bert_export
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(out / "model.onnx"), options, providers=["CPUExecutionProvider"])
+    result = quantize(tmp_path / "optimized.onnx", exclude=["**/BertLayer.1/**"], source=out)
+    layer = "/BertModel/BertEncoder/BertLayer"
+    kept = {tag for tag in result.kept if tag.startswith(layer)}
+    quantized = {tag for tag in result.quantized if tag.startswith(layer)}
+    assert kept and all(tag.startswith(f"{layer}.1/") for tag in kept)
+    assert quantized and all(tag.startswith(f"{layer}.0/") for tag in quantized)
+    assert result.retagged.coverage == 1.0

@@ -165,6 +165,7 @@ def quantize(
     only: Sequence[str] = (),
     policy: Policy | str | Path | None = None,
     calibration: str | Path | Mapping[str, np.ndarray] | None = None,
+    source: ModelSource | None = None,
 ) -> QuantizeResult:
     """Quantize a hiercompile export with ONNX Runtime's quantizers in ``mode`` (``dynamic``,
     the default, ``int4`` or ``fp16``), leaving out the modules ``exclude`` names and, with
@@ -172,8 +173,9 @@ def quantize(
     a module stands for its subtree); or by a :class:`Policy` (or its file), which names a
     precision per module. A pattern that names no module is an :class:`InputError`.
     ``calibration`` (``static`` and ``qdq``): inputs like the real ones, ``{input name: array}``
-    with samples along the first axis, or an ``.npz`` file of them. The result is tagged;
-    ``output``: write it there.
+    with samples along the first axis, or an ``.npz`` file of them. ``source``: the export
+    ``export`` was made from by another tool (optimized): it is retagged from it first, and
+    the patterns resolve through those tags. The result is tagged; ``output``: write it there.
     """
     samples = read_calibration(calibration) if calibration is not None else None
     if policy is not None:
@@ -185,6 +187,8 @@ def quantize(
         if mode not in MODES:
             raise InputError(f"mode {mode!r}: use one of {', '.join(MODES)}")
         policy = Policy(FLOAT if only else mode, {**dict.fromkeys(only, mode), **dict.fromkeys(exclude, FLOAT)})
+    if source is not None:
+        export = retag(export, source).model  # tagged from the export it was made from
     retriever = HierarchyRetriever(export)
     modules = retriever.modules()
     for option, patterns in (("--exclude", exclude), ("--only", only)):
@@ -192,10 +196,10 @@ def quantize(
             if not tags_matching(pattern, modules):
                 raise _names_nothing(option, pattern, modules)
     chosen = policy.assign(retriever)
-    source = model_file(Path(export)) if isinstance(export, str | Path) else None
+    path = model_file(Path(export)) if isinstance(export, str | Path) else None
     with tempfile.TemporaryDirectory() as tmp:
-        src = source if source is not None else Path(tmp) / "model.onnx"
-        if source is None:
+        src = path if path is not None else Path(tmp) / "model.onnx"
+        if path is None:
             ir.save(retriever.model, str(src))
         quantized = Path(tmp) / "quantized.onnx"
         apply(src, quantized, chosen, samples)
