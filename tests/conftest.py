@@ -54,6 +54,33 @@ def bert_config(layers: int = 2):
     )
 
 
+def llama_checkpoint(folder, seed: int = 0):
+    """A two-block LLaMA with random weights, saved as ``save_pretrained`` writes it."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, intermediate_size=64,
+        vocab_size=1000,
+    )  # fmt: skip
+    LlamaForCausalLM(config).eval().save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def stack_export(tmp_path_factory):
+    """A plain-torch stack of three blocks (``test_verify.Stack``), exported."""
+    from test_verify import Stack
+
+    import hiercompile
+
+    torch.manual_seed(0)
+    model, x = Stack().eval(), torch.randn(2, 5, 16)
+    out = tmp_path_factory.mktemp("stack")
+    hiercompile.export(model, (x,), out)
+    return model, x, out
+
+
 def bert_inputs(seq_len: int = 16) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     return {

@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import check_spec
+from conftest import check_spec, llama_checkpoint
 from hiercompile.passes import get_tags
 
 import hiercompile
@@ -24,15 +24,7 @@ from hiercompile._ort import session
 
 @pytest.fixture(scope="module")
 def llama(tmp_path_factory):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, intermediate_size=64,
-        vocab_size=1000,
-    )  # fmt: skip
-    folder = tmp_path_factory.mktemp("llama")
-    LlamaForCausalLM(config).eval().save_pretrained(folder)
+    folder = llama_checkpoint(tmp_path_factory.mktemp("llama"))
     (folder / "tokenizer.json").write_text("{}")  # a runtime's file: copied beside the model
     out = folder.parent / "llama_onnx"
     return folder, out, hiercompile.export_pretrained(str(folder), out, validate_outputs=True)

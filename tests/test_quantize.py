@@ -9,6 +9,7 @@ import numpy as np
 import onnx_ir as ir
 import pytest
 import torch
+from conftest import llama_checkpoint
 from hiercompile.passes import get_tags
 from test_verify import Stack
 
@@ -26,15 +27,6 @@ def test_patterns_name_modules_by_their_tags():
     assert tags_matching("**/MLP", TAGS) == ["/M/Layer.0/MLP", "/M/Layer.1/MLP"]
     assert tags_matching("/M/Layer.*", TAGS) == ["/M/Layer.0", "/M/Layer.1"]
     assert tags_matching("/M/Layer", TAGS) == []
-
-
-@pytest.fixture(scope="module")
-def stack_export(tmp_path_factory):
-    torch.manual_seed(0)
-    model, x = Stack().eval(), torch.randn(2, 5, 16)
-    out = tmp_path_factory.mktemp("stack")
-    hiercompile.export(model, (x,), out)
-    return model, x, out
 
 
 def _ops(result, kind: str) -> dict[str, str]:
@@ -254,15 +246,8 @@ def test_sensitivity_command(fragile_export, tmp_path, capsys):
 @pytest.fixture(scope="module")
 def decoder_export(tmp_path_factory):
     """A decoder with its cache (text-generation-with-past), as the command exports it."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, intermediate_size=64,
-        vocab_size=1000,
-    )  # fmt: skip
     folder = tmp_path_factory.mktemp("decoder")
-    LlamaForCausalLM(config).eval().save_pretrained(folder / "checkpoint")
+    llama_checkpoint(folder / "checkpoint")
     hiercompile.export_pretrained(str(folder / "checkpoint"), folder / "out")
     return folder / "out"
 
