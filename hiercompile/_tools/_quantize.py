@@ -168,7 +168,7 @@ def quantize(
     source: ModelSource | None = None,
 ) -> QuantizeResult:
     """Quantize a hiercompile export with ONNX Runtime's quantizers in ``mode`` (``dynamic``,
-    the default, ``int4`` or ``fp16``), leaving out the modules ``exclude`` names and, with
+    the default, ``static``, ``qdq``, ``int4`` or ``fp16``: rule 3), leaving out the modules ``exclude`` names and, with
     ``only``, quantizing only the modules it names (tag patterns, see :func:`tags_matching`;
     a module stands for its subtree); or by a :class:`Policy` (or its file), which names a
     precision per module. A pattern that names no module is an :class:`InputError`.
