@@ -126,27 +126,32 @@ def sensitivity(
     with tempfile.TemporaryDirectory() as tmp:
         target = Path(tmp) / "quantized.onnx"
 
-        runs, own = 0, None
+        runs = 0
 
-        def error(chosen: Mapping[str, str], tag: str | None = None) -> tuple[float, float]:
-            nonlocal runs, own
+        def measure(chosen: Mapping[str, str], tag: str | None = None) -> tuple[float, float, float | None]:
+            """The model quantized as ``chosen``: its outputs' error and, for ``tag``, that module's own."""
+            nonlocal runs
             runs += 1
             apply(source, target, chosen, samples)
             if tag is None:
-                return _error(expected, _ort.session(target).run(None, inputs))
+                return (*_error(expected, _ort.session(target).run(None, inputs)), None)
             got = run_exposing_values(ir.load(target), inputs)
             own = largest_difference(leaving.get(tag, []), values, got, {name: name for name in got})
-            return _error(expected, [got[name] for name in outputs])
+            return (*_error(expected, [got[name] for name in outputs]), own)
 
         for done, (tag, nodes) in enumerate(trials.items(), 1):
             began = time.perf_counter()
             members = set(nodes)
-            diff, cosine = error({n: mode if n in members else FLOAT for n in names}, tag)
+            diff, cosine, own = measure({n: mode if n in members else FLOAT for n in names}, tag)
             weighted = sum(1 for n in nodes if _weighted(retriever.model.graph.node(n)))
             rows.append(ModuleSensitivity(tag, weighted, diff, cosine, own))
             if progress:
                 progress(done, len(trials), tag, time.perf_counter() - began)
         rows.sort(key=lambda r: (-r.max_abs_diff, r.cosine))
+
+        def error(chosen: Mapping[str, str]) -> tuple[float, float]:
+            return measure(chosen)[:2]
+
         report = SensitivityReport(mode, rows, error(_policy(mode, rows, []).assign(retriever)))
         if atol is not None or min_cosine is not None:
             report.policy, report.policy_error = _search(
