@@ -559,6 +559,8 @@ def _error_cells(error: tuple[float, float]) -> tuple[str, str]:
 def cmd_diff(ns: argparse.Namespace) -> None:
     from ._tools import diff, model_file
 
+    if ns.dims and not ns.run:
+        raise InputError("--dims sizes the inputs both models run on with --run; add --run or leave --dims out")
     for extra in (ns.json, ns.node_data):
         if extra:
             _file_output(extra)

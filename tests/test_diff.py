@@ -70,5 +70,7 @@ def test_diff_command(stack_export, tmp_path, capsys):
     assert data["/Stack/Block.0"]["removed"] == {"MatMul": 2} and data["/Stack/Block.1"]["added"] == {}
     results = json.loads((tmp_path / "nd.json").read_text())["main_graph"]["results"]
     assert max(results, key=lambda n: results[n]["value"]).startswith("/blocks.")
+    assert main(["diff", str(out), str(tmp_path / "q.onnx"), "--dims", "batch=2"]) == 1  # --dims needs --run
+    assert "add --run" in capsys.readouterr().err
     assert main(["diff", str(out), str(tmp_path / "absent.onnx")]) == 1
     assert "error:" in capsys.readouterr().err

@@ -301,6 +301,10 @@ def test_static_and_qdq_calibrate_on_the_samples_given_and_keep_an_excluded_modu
     assert 0 < np.abs(session(result.model).run(None, {"x": x.numpy()})[0] - want).max() < 0.2
     with pytest.raises(hiercompile.InputError, match="pass calibration"):
         quantize(out, mode=mode)
+    with pytest.raises(hiercompile.InputError, match="calibration applies to static and qdq"):
+        quantize(out, mode="dynamic", calibration=tmp_path / "calibration.npz")  # never silently ignored
+    with pytest.raises(hiercompile.InputError, match="calibration applies to static and qdq"):
+        sensitivity(out, mode="int4", calibration=tmp_path / "calibration.npz")
     np.savez(tmp_path / "uneven.npz", x=samples, y=samples[:3])
     with pytest.raises(hiercompile.InputError, match="the same number of samples"):
         quantize(out, mode=mode, calibration=tmp_path / "uneven.npz")

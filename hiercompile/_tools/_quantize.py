@@ -196,6 +196,8 @@ def quantize(
             if not tags_matching(pattern, modules):
                 raise _names_nothing(option, pattern, modules)
     chosen = policy.assign(retriever)
+    if samples is not None and not set(chosen.values()) & set(STATIC):
+        raise InputError("calibration applies to static and qdq quantization, which no module takes; leave it out")
     path = model_file(Path(export)) if isinstance(export, str | Path) else None
     with tempfile.TemporaryDirectory() as tmp:
         src = path if path is not None else Path(tmp) / "model.onnx"

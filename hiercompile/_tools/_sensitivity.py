@@ -26,7 +26,7 @@ from .._io import json_writer, write_files
 from ..passes import get_tags, is_under
 from ._diff import largest_difference, leaving_values
 from ._profile import example_feeds
-from ._quantize import FLOAT, MODES, WEIGHT_OPS, Policy, apply, read_calibration, weight_dtypes
+from ._quantize import FLOAT, MODES, STATIC, WEIGHT_OPS, Policy, apply, read_calibration, weight_dtypes
 from ._retrieve import HierarchyRetriever, model_file
 from ._verify import run_exposing_values
 
@@ -105,6 +105,8 @@ def sensitivity(
         raise InputError(
             "a policy keeps modules in float until the output meets a tolerance: give --atol or --min-cosine"
         )
+    if calibration is not None and mode not in STATIC:
+        raise InputError(f"calibration applies to static and qdq quantization, not {mode}; leave it out")
     samples = read_calibration(calibration) if calibration is not None else None
     source = model_file(Path(export))
     retriever = HierarchyRetriever(source)
